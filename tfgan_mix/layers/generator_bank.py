@@ -1,0 +1,209 @@
+"""K generators evaluated as one layer: stacked kernels and one einsum per layer.
+
+Every generator has the same architecture, so layer ``l`` of all K generators is one kernel of
+shape ``(K, in, out)`` and the whole bank runs as ``einsum('bki,kio->bko')``: no Python loop over
+K (the pattern of keras-hub's ``MixtralMoeExperts``).
+
+Structure (shared by both backbones), with ``units = (h0, h1, ...)``:
+
+    head:  z -> h0            linear, always one per generator   (MGAN's/PGMGAN's per-generator input
+                                                                 layer; HMoG's linear leaves, Eq. 7)
+    trunk: act -> h1 -> act -> ... -> output (+ output activation)
+
+With ``shared_trunk=True`` every trunk layer is shared by the K generators (MGAN, PGMGAN, MoG and
+HMoG share everything but the input layer); otherwise each generator owns its trunk too. Keeping
+``head`` and ``trunk`` separately callable lets MoG/HMoG mix the K head outputs before the trunk.
+
+The ``dcgan`` backbone's trunk is a reshape to a small feature map followed by
+(act, nearest-neighbour upsampling x2, 3x3 conv) blocks and a final 3x3 conv to the image
+channels. A per-generator conv is run for all K at once as an einsum over 3x3 patches.
+"""
+import math
+
+import keras
+import tensorflow as tf
+
+from tfgan_mix.layers.activations import get_activation
+
+
+@keras.saving.register_keras_serializable(package="tfgan_mix")
+class GeneratorBank(keras.layers.Layer):
+    """K same-shaped generators as one layer.
+
+    Args:
+        num_generators: K.
+        output_shape: shape of one sample, ``(d,)`` or ``(h, w, c)``.
+        units: MLP backbone: widths of the head and hidden layers; dcgan backbone: the head width
+            is implied, ``units`` is ignored.
+        backbone: ``"mlp"`` or ``"dcgan"``.
+        conv_filters: dcgan backbone: channels of the first feature map and of each upsampling block.
+        shared_trunk: share every layer except the head across generators.
+        activation: hidden activation name (``"leaky_relu"``, ``"relu"``, ...).
+        output_activation: ``None`` (linear) or ``"tanh"`` (images in [-1, 1]).
+    """
+
+    def __init__(
+        self,
+        num_generators,
+        output_shape,
+        units=(200, 100, 20),
+        backbone="mlp",
+        conv_filters=(64, 32),
+        shared_trunk=False,
+        activation="leaky_relu",
+        output_activation=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if backbone not in ("mlp", "dcgan"):
+            raise ValueError(f"unknown generator backbone {backbone!r}; choose 'mlp' or 'dcgan'")
+        self.num_generators = int(num_generators)
+        self.sample_shape = tuple(int(s) for s in output_shape)
+        self.units = tuple(int(u) for u in units)
+        self.backbone = backbone
+        self.conv_filters = tuple(int(f) for f in conv_filters)
+        self.shared_trunk = bool(shared_trunk)
+        self.activation = activation
+        self.output_activation = output_activation
+        self._act = get_activation(activation)
+        self._out_act = get_activation(output_activation)
+        if backbone == "dcgan":
+            self._plan_conv_trunk()
+
+    # ------------------------------------------------------------------ construction
+    def _plan_conv_trunk(self):
+        if len(self.sample_shape) != 3:
+            raise ValueError(f"the dcgan backbone needs image samples (h, w, c), got {self.sample_shape}")
+        h, w, _ = self.sample_shape
+        # Upsample x2 while the spatial size stays integral, at most once per filter entry.
+        ups = 0
+        while ups < len(self.conv_filters) and h % 2 ** (ups + 1) == 0 and w % 2 ** (ups + 1) == 0 \
+                and h // 2 ** (ups + 1) >= 2 and w // 2 ** (ups + 1) >= 2:
+            ups += 1
+        self._num_upsamples = ups
+        self._base_hw = (h // 2**ups, w // 2**ups)
+        self._base_channels = self.conv_filters[0]
+
+    @property
+    def head_width(self):
+        if self.backbone == "mlp":
+            return self.units[0]
+        return self._base_hw[0] * self._base_hw[1] * self._base_channels
+
+    def _kernel(self, name, shape, fan_in, per_generator):
+        full = (self.num_generators, *shape) if per_generator else shape
+        limit = math.sqrt(6.0 / (fan_in + shape[-1]))  # Glorot uniform, per generator
+        kernel = self.add_weight(
+            name=f"{name}_kernel", shape=full, initializer=keras.initializers.RandomUniform(-limit, limit)
+        )
+        bias_shape = (self.num_generators, shape[-1]) if per_generator else (shape[-1],)
+        bias = self.add_weight(name=f"{name}_bias", shape=bias_shape, initializer="zeros")
+        return kernel, bias
+
+    def build(self, input_shape):
+        latent_dim = int(input_shape[-1])
+        self.head = self._kernel("head", (latent_dim, self.head_width), latent_dim, True)
+        per_gen_trunk = not self.shared_trunk
+        self.trunk_layers = []
+        if self.backbone == "mlp":
+            widths = list(self.units) + [math.prod(self.sample_shape)]
+            for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+                self.trunk_layers.append(self._kernel(f"dense{i + 1}", (fan_in, fan_out), fan_in, per_gen_trunk))
+        else:
+            channels = [self._base_channels] + list(self.conv_filters[1 : self._num_upsamples + 1])
+            channels += [channels[-1]] * (self._num_upsamples + 1 - len(channels))
+            channels.append(self.sample_shape[-1])
+            for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
+                self.trunk_layers.append(self._kernel(f"conv{i + 1}", (9 * c_in, c_out), 9 * c_in, per_gen_trunk))
+        super().build(input_shape)
+
+    # ------------------------------------------------------------------ forward
+    def call(self, z):
+        """All K generators' samples: ``(B, K, *output_shape)``.
+
+        ``z`` is ``(B, latent)`` (the same noise to every generator) or ``(B, K, latent)``.
+        """
+        return self.trunk(self.heads(z), per_generator_axis=True)
+
+    def heads(self, z):
+        """The per-generator linear input layers: ``(B, K, head_width)``."""
+        kernel, bias = self.head
+        equation = "bi,kio->bko" if len(z.shape) == 2 else "bki,kio->bko"
+        return tf.einsum(equation, z, kernel) + bias
+
+    def trunk(self, h, per_generator_axis=False):
+        """Run the trunk on head outputs.
+
+        ``h`` is ``(B, K, head_width)`` when ``per_generator_axis`` (each generator's own trunk, or the
+        shared one applied to all K), or ``(B, head_width)``: one mixed representation per example
+        (MoG/HMoG), which needs ``shared_trunk=True``.
+        """
+        if not per_generator_axis and not self.shared_trunk:
+            raise ValueError("mixing head outputs before the trunk needs shared_trunk=True")
+        if self.backbone == "mlp":
+            out = self._mlp_trunk(h, per_generator_axis)
+        else:
+            out = self._conv_trunk(h, per_generator_axis)
+        lead = [tf.shape(h)[0]] + ([self.num_generators] if per_generator_axis else [])
+        return self._out_act(tf.reshape(out, lead + list(self.sample_shape)))
+
+    def _dense(self, x, kernel, bias, per_generator_axis):
+        if len(kernel.shape) == 3:  # a kernel per generator: x is (B, K, in)
+            return tf.einsum("bki,kio->bko", x, kernel) + bias
+        return tf.einsum("...i,io->...o", x, kernel) + bias
+
+    def _mlp_trunk(self, h, per_generator_axis):
+        for kernel, bias in self.trunk_layers:
+            h = self._dense(self._act(h), kernel, bias, per_generator_axis)
+        return h
+
+    def _conv_trunk(self, h, per_generator_axis):
+        bh, bw = self._base_hw
+        lead = [tf.shape(h)[0]] + ([self.num_generators] if per_generator_axis else [])
+        x = tf.reshape(h, lead + [bh, bw, self._base_channels])
+        for i, (kernel, bias) in enumerate(self.trunk_layers):
+            x = self._act(x)
+            if i < self._num_upsamples:
+                x = _upsample_nearest(x)
+            x = self._dense(_patches3x3(x), kernel, bias, per_generator_axis) if len(kernel.shape) == 2 \
+                else _grouped_conv(x, kernel, bias)
+        return x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_generators=self.num_generators,
+            output_shape=list(self.sample_shape),
+            units=list(self.units),
+            backbone=self.backbone,
+            conv_filters=list(self.conv_filters),
+            shared_trunk=self.shared_trunk,
+            activation=self.activation,
+            output_activation=self.output_activation,
+        )
+        return config
+
+
+def _upsample_nearest(x):
+    """x2 nearest-neighbour upsampling of the last two spatial axes (..., H, W, C)."""
+    x = tf.repeat(x, 2, axis=-3)
+    return tf.repeat(x, 2, axis=-2)
+
+
+def _patches3x3(x):
+    """(..., H, W, C) -> (..., H, W, 9C): the 3x3 'same' neighbourhood of every pixel.
+
+    Built from 9 shifted slices of a zero-padded map: plain slicing and concat, which XLA and
+    ONNX both handle, unlike ExtractImagePatches.
+    """
+    rank = len(x.shape)
+    pad = [[0, 0]] * (rank - 3) + [[1, 1], [1, 1], [0, 0]]
+    padded = tf.pad(x, pad)
+    h, w = x.shape[-3], x.shape[-2]
+    shifted = [padded[..., dy : dy + h, dx : dx + w, :] for dy in range(3) for dx in range(3)]
+    return tf.concat(shifted, axis=-1)
+
+
+def _grouped_conv(x, kernel, bias):
+    """A different 3x3 conv per generator, all K at once: x (B, K, H, W, C), kernel (K, 9C, out)."""
+    return tf.einsum("bkhwp,kpo->bkhwo", _patches3x3(x), kernel) + bias[None, :, None, None, :]

@@ -1,0 +1,59 @@
+"""``mog``: flat mixture of generators (paper 004, "Hierarchical Mixtures of Generators", section III).
+
+K linear leaves G_m(z) = W_m z + w_m0 (Eq. 7) give intermediate representations h_m; a softmax
+gate on z alone weighs them, and the convex combination goes through a shared trunk B_s:
+
+    h(z) = sum_m g_m(z) G_m(z),   g(z) = softmax(V z + v_0),   x = B_s(h(z))
+
+The combination is soft, so the whole generator is continuous and trained end to end with the
+Wasserstein loss with gradient penalty (Eq. 8 and section IV-B: Adam with amsgrad, lr 1e-4,
+betas (0.5, 0.999)). The toy set-up of section IV-A: z ~ N(0, I_2), 8 generators. The paper does
+not give the toy trunk: we use leaves of width 32 and a 128-128 LeakyReLU trunk.
+
+The generator reported for a sample is the leaf with the largest gate value (its "responsibility").
+"""
+import dataclasses
+
+import tensorflow as tf
+
+from tfgan_mix.core import GANConfig, MixtureGAN, register_method
+from tfgan_mix.layers import SoftmaxGate
+
+
+@dataclasses.dataclass
+class MoGConfig(GANConfig):
+    num_generators: int = 8
+    latent_dim: int = 2
+    noise: str = "normal"
+    generator_units: tuple = (32, 128, 128)
+    shared_trunk: bool = True
+    discriminator_units: tuple = (512, 256, 128)
+    loss: str = "wasserstein"
+    gradient_penalty: float = 10.0
+    d_steps: int = 5
+    amsgrad: bool = True
+
+
+@register_method("mog")
+class MoG(MixtureGAN):
+    config_class = MoGConfig
+
+    def build_networks(self):
+        super().build_networks()
+        self.gate = self.make_gate()
+
+    def make_gate(self):
+        """Flat softmax gating on z (the input to gating is z only, section III)."""
+        return SoftmaxGate(self.config.num_generators, hidden_units=(), name="gate")
+
+    def noise_spec(self):
+        return {"z": ((self.config.latent_dim,), self.config.noise)}
+
+    def route(self, noise, training=False):
+        return self.gate(noise["z"])
+
+    def generate(self, noise, training=False):
+        probs = self.route(noise, training)
+        leaves = self.generators.heads(noise["z"])  # (B, K, h): G_m(z), Eq. 7
+        mixed = tf.einsum("bk,bkh->bh", probs, leaves)  # Eq. 6 at the root
+        return self.generators.trunk(mixed), tf.argmax(probs, axis=-1, output_type=tf.int32)
