@@ -20,18 +20,22 @@ setup(
         "tfgan_mix.methods",
         "tfgan_mix.data",
         "tfgan_mix.training",
+        "tfgan_mix.training.presets",
         "tfgan_mix.export",
         "tfgan_mix.serving",
     ],
     package_dir={
         "tfgan_mix": "tfgan_mix",
         "tfgan_mix.training": "training",
+        "tfgan_mix.training.presets": "training/presets",
         "tfgan_mix.export": "export",
         "tfgan_mix.serving": "serving",
     },
+    package_data={"tfgan_mix.training.presets": ["*.json"]},
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.15,<3.16",
+        "tensorboard>=2.21,<2.22",  # the TensorBoard callback writes its summaries with it
         "tensorflow-datasets>=4.9.8,<5",
         "tf-keras-vis>=0.8.7,<0.9",
         "onnx>=1.17,<2",

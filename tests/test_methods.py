@@ -1,0 +1,144 @@
+"""The shared per-method test: every registered method goes through the same checks.
+
+A new method needs no test of its own to be covered: registering it adds it here.
+"""
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import tiny_options, toy_batches
+
+import tfgan_mix
+from tfgan_mix.training.strategy import mirrored_strategy
+from tfgan_mix.training.train import build_model
+
+METHODS = tfgan_mix.list_methods()
+
+
+def _snapshot(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+def _moved(before, variables):
+    return any(not np.allclose(b, v.numpy()) for b, v in zip(before, variables))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("images", [False, True], ids=["points", "images"])
+def test_fit_moves_both_players_with_finite_losses(method, images):
+    options = tiny_options(method, images)
+    model = build_model(method, options)
+    d_before, g_before = _snapshot(model.discriminator_variables), _snapshot(model.generator_variables)
+    history = model.fit(toy_batches(options["data_shape"]), steps_per_epoch=3, epochs=1, verbose=0)
+    assert {"d_loss", "g_loss"} <= set(history.history)
+    for name, values in history.history.items():
+        assert np.all(np.isfinite(values)), f"{name} is not finite: {values}"
+    assert _moved(d_before, model.discriminator_variables), "discriminator did not move"
+    assert _moved(g_before, model.generator_variables), "generator side did not move"
+    samples, generator = model.sample(7, seed=1)
+    assert samples.shape == (7, *options["data_shape"])
+    assert generator.shape == (7,) and np.all((0 <= generator) & (generator < options["num_generators"]))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_keras_round_trip_gives_identical_samples(method, tmp_path):
+    options = tiny_options(method)
+    model = build_model(method, options)
+    model.fit(toy_batches((2,)), steps_per_epoch=2, epochs=1, verbose=0)
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    restored = keras.models.load_model(path)
+    assert type(restored) is type(model)
+    assert restored.get_config() == model.get_config()
+    np.testing.assert_array_equal(model.sample(50, seed=4)[0], restored.sample(50, seed=4)[0])
+    np.testing.assert_array_equal(model.sample(50, seed=4)[1], restored.sample(50, seed=4)[1])
+    # Optimizer state comes back too, so training resumes where it stopped.
+    assert int(restored.g_optimizer.iterations.numpy()) == int(model.g_optimizer.iterations.numpy()) == 2
+    for a, b in zip(model.d_optimizer.variables, restored.d_optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_trains_under_mirrored_strategy_on_two_cpus(method, cpu_devices):
+    strategy = mirrored_strategy(tuple(cpu_devices[:2]))
+    assert strategy.num_replicas_in_sync == 2
+    options = tiny_options(method)
+    model = build_model(method, options, strategy)
+    history = model.fit(toy_batches((2,), batch_size=16), steps_per_epoch=3, epochs=1, verbose=0)
+    assert all(np.all(np.isfinite(v)) for v in history.history.values())
+    assert int(model.g_optimizer.iterations.numpy()) == 3
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_train_step_compiles_with_xla(method):
+    options = tiny_options(method)
+    model = build_model(method, options, jit_compile=True)
+    history = model.fit(toy_batches((2,)), steps_per_epoch=2, epochs=1, verbose=0)
+    assert model.jit_compile is True
+    assert all(np.all(np.isfinite(v)) for v in history.history.values())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_and_two_replicas_give_the_same_first_update(method, cpu_devices):
+    """Losses are averaged over the global batch and noise is drawn per global example, so one
+    step on 2 replicas equals one step on 1 for the same global batch. SGD, not Adam: Adam's
+    first step barely depends on the gradient's scale and would hide an N-times gradient."""
+    options = tiny_options(method)
+    x = np.random.default_rng(0).normal(size=(32, 2)).astype("float32")
+    results = []
+    weights = None
+    for devices in (cpu_devices[:1], cpu_devices[:2]):
+        strategy = mirrored_strategy(tuple(devices))
+        model = build_model(method, options, strategy,
+                            d_optimizer=keras.optimizers.SGD(0.01), g_optimizer=keras.optimizers.SGD(0.01))
+        if weights is None:
+            weights = model.get_weights()
+        else:
+            model.set_weights(weights)
+        data = tf.data.Dataset.from_tensor_slices(x).batch(32, drop_remainder=True)
+        model.fit(data, epochs=1, verbose=0)
+        results.append(model.get_weights())
+    moved = max(float(np.max(np.abs(a - w))) for a, w in zip(results[0], weights))
+    assert moved > 1e-5, "the step did not change the weights"
+    for one, two in zip(*results):
+        np.testing.assert_allclose(one, two, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_replicas_draw_different_noise(method, cpu_devices):
+    strategy = mirrored_strategy(tuple(cpu_devices[:2]))
+    model = build_model(method, tiny_options(method), strategy)
+
+    @tf.function
+    def draw():
+        return strategy.run(lambda: model.draw_training_noise(4, tf.constant(0, tf.int64), 0)["z"])
+
+    per_replica = strategy.experimental_local_results(draw())
+    assert not np.allclose(per_replica[0].numpy(), per_replica[1].numpy())
+    single = model.sample_noise(8, tf.constant([model.config.seed, 0], tf.int64), model.training_noise_spec())["z"]
+    np.testing.assert_allclose(np.concatenate([r.numpy() for r in per_replica]), single.numpy())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_loss_term_is_logged(method):
+    model = build_model(method, tiny_options(method))
+    history = model.fit(toy_batches((2,)), steps_per_epoch=1, epochs=1, verbose=0)
+    names = set(history.history)
+    assert {"d_adv", "g_adv", "d_loss", "g_loss"} <= names
+    if model.config.gradient_penalty > 0:
+        assert "d_gp" in names
+
+
+def test_single_generator_methods_refuse_several_generators():
+    for method in METHODS:
+        cls = tfgan_mix.get_method(method)
+        if cls.max_generators == 1:
+            with pytest.raises(ValueError, match="at most 1 generator"):
+                cls(data_shape=(2,), num_generators=2)
+
+
+def test_unknown_option_is_named():
+    with pytest.raises(ValueError, match="unknown option.*'bogus'"):
+        tfgan_mix.get_method("npgan")(data_shape=(2,), bogus=1)
