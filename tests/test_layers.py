@@ -1,0 +1,179 @@
+"""GeneratorBank equals K separate generators; routers give valid, correctly structured probabilities."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfgan_mix.core.base import choose_from_uniform, select_generator
+from tfgan_mix.layers import GeneratorBank, SoftBinaryTree, SoftmaxGate
+from tfgan_mix.layers.gating import tree_paths
+
+K, LATENT, BATCH = 3, 5, 4
+
+
+def _leaky(x):
+    return tf.nn.leaky_relu(x, alpha=0.2)
+
+
+def _mlp_reference(bank, z, k):
+    """Generator k on its own: plain matmuls over that generator's slice of the stacked kernels."""
+    kernel, bias = bank.head
+    h = tf.matmul(z, kernel[k]) + bias[k]
+    for kernel, bias in bank.trunk_layers:
+        per_gen = len(kernel.shape) == 3
+        h = tf.matmul(_leaky(h), kernel[k] if per_gen else kernel) + (bias[k] if per_gen else bias)
+    return tf.reshape(h, [-1, *bank.sample_shape])
+
+
+def _conv_reference(bank, z, k):
+    """Generator k with library ops: Dense head, nearest UpSampling2D, tf.nn.conv2d 'SAME'."""
+    kernel, bias = bank.head
+    bh, bw = bank._base_hw
+    x = tf.reshape(tf.matmul(z, kernel[k]) + bias[k], [-1, bh, bw, bank._base_channels])
+    upsample = keras.layers.UpSampling2D(interpolation="nearest")
+    for i, (kernel, bias) in enumerate(bank.trunk_layers):
+        x = _leaky(x)
+        if i < bank._num_upsamples:
+            x = upsample(x)
+        per_gen = len(kernel.shape) == 3
+        w, b = (kernel[k], bias[k]) if per_gen else (kernel, bias)
+        c_in = x.shape[-1]
+        x = tf.nn.conv2d(x, tf.reshape(w, [3, 3, c_in, -1]), strides=1, padding="SAME") + b
+    return tf.tanh(x)
+
+
+def _bank(backbone, shared_trunk):
+    if backbone == "mlp":
+        bank = GeneratorBank(K, (2,), units=(6, 7), shared_trunk=shared_trunk)
+    else:
+        bank = GeneratorBank(K, (8, 8, 2), backbone="dcgan", conv_filters=(4, 3),
+                             shared_trunk=shared_trunk, output_activation="tanh")
+    bank.build((None, LATENT))
+    # Non-zero biases, so a bias wired to the wrong generator would show.
+    for v in bank.trainable_variables:
+        v.assign(tf.random.stateless_normal(v.shape, [1, len(v.name)]) * 0.3)
+    return bank
+
+
+@pytest.mark.parametrize("shared_trunk", [False, True], ids=["own-trunk", "shared-trunk"])
+@pytest.mark.parametrize("backbone", ["mlp", "dcgan"])
+def test_bank_matches_a_loop_over_separate_generators(backbone, shared_trunk):
+    bank = _bank(backbone, shared_trunk)
+    reference = _mlp_reference if backbone == "mlp" else _conv_reference
+    z = tf.random.stateless_uniform([BATCH, LATENT], [0, 1], -1, 1)
+    weights = tf.random.stateless_normal([BATCH, K, *bank.sample_shape], [0, 2])  # a loss touching every output
+
+    with tf.GradientTape() as tape:
+        together = bank(z)
+        loss_together = tf.reduce_sum(together * weights)
+    grads_together = tape.gradient(loss_together, bank.trainable_variables)
+
+    with tf.GradientTape() as tape:
+        apart = tf.stack([reference(bank, z, k) for k in range(K)], axis=1)
+        loss_apart = tf.reduce_sum(apart * weights)
+    grads_apart = tape.gradient(loss_apart, bank.trainable_variables)
+
+    assert together.shape == (BATCH, K, *bank.sample_shape)
+    np.testing.assert_allclose(together.numpy(), apart.numpy(), rtol=1e-5, atol=1e-5)
+    for var, g1, g2 in zip(bank.trainable_variables, grads_together, grads_apart):
+        np.testing.assert_allclose(g1.numpy(), g2.numpy(), rtol=1e-4, atol=1e-5, err_msg=var.name)
+
+
+def test_generators_are_independent_when_trunks_are_not_shared():
+    bank = _bank("mlp", shared_trunk=False)
+    z = tf.random.stateless_uniform([BATCH, LATENT], [0, 3], -1, 1)
+    with tf.GradientTape() as tape:
+        out = bank(z)[:, 1]  # only generator 1's output
+    grads = tape.gradient(out, bank.trainable_variables)
+    for g in grads:
+        g = g.numpy()
+        assert np.all(g[[0, 2]] == 0) and np.any(g[1] != 0)
+
+
+def test_per_generator_noise_input_matches_shared_noise():
+    bank = _bank("mlp", shared_trunk=True)
+    z = tf.random.stateless_uniform([BATCH, LATENT], [0, 4], -1, 1)
+    tiled = tf.tile(z[:, None], [1, K, 1])
+    np.testing.assert_allclose(bank(z).numpy(), bank(tiled).numpy(), rtol=1e-6)
+
+
+def test_mixing_before_the_trunk_needs_a_shared_trunk():
+    bank = _bank("mlp", shared_trunk=False)
+    with pytest.raises(ValueError, match="shared_trunk=True"):
+        bank.trunk(tf.zeros([2, 6]))
+
+
+def test_bad_backbone_is_named():
+    with pytest.raises(ValueError, match="unknown generator backbone 'resnet'"):
+        GeneratorBank(2, (2,), backbone="resnet")
+    with pytest.raises(ValueError, match="needs image samples"):
+        GeneratorBank(2, (2,), backbone="dcgan")
+
+
+def test_bank_survives_serialisation():
+    bank = _bank("dcgan", shared_trunk=True)
+    clone = GeneratorBank.from_config(bank.get_config())
+    clone.build((None, LATENT))
+    clone.set_weights(bank.get_weights())
+    z = tf.random.stateless_uniform([BATCH, LATENT], [0, 5], -1, 1)
+    np.testing.assert_array_equal(bank(z).numpy(), clone(z).numpy())
+
+
+# ---------------------------------------------------------------------- routers
+def test_softmax_gate_gives_distributions():
+    gate = SoftmaxGate(4, hidden_units=(8,))
+    probs = gate(tf.random.stateless_normal([16, 3], [1, 1])).numpy()
+    assert probs.shape == (16, 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_tree_paths_of_depth_two():
+    nodes, signs = tree_paths(2)
+    # Leaves left to right: LL, LR, RL, RR through root 0 and nodes 1 (left child), 2 (right child).
+    np.testing.assert_array_equal(nodes, [[0, 1], [0, 1], [0, 2], [0, 2]])
+    np.testing.assert_array_equal(signs, [[1, 1], [1, -1], [-1, 1], [-1, -1]])
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_soft_tree_leaf_probabilities_are_path_products(depth):
+    tree = SoftBinaryTree(depth)
+    z = tf.random.stateless_normal([6, 3], [2, depth])
+    probs = tree(z).numpy()
+    gates = tree.gate_values(z).numpy()
+    nodes, signs = tree_paths(depth)
+    expected = np.ones((6, 2**depth))
+    for leaf in range(2**depth):
+        for node, sign in zip(nodes[leaf], signs[leaf]):
+            expected[:, leaf] *= gates[:, node] if sign > 0 else 1 - gates[:, node]
+    np.testing.assert_allclose(probs, expected, rtol=1e-5)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_tree_depth_must_be_positive():
+    with pytest.raises(ValueError, match="depth must be >= 1"):
+        SoftBinaryTree(0)
+
+
+# ---------------------------------------------------------------------- choosing a generator
+def test_choose_from_uniform_follows_the_inverse_cdf():
+    probs = tf.constant([[0.2, 0.5, 0.3]] * 5)
+    u = tf.constant([0.0, 0.19, 0.2, 0.69, 0.999])
+    np.testing.assert_array_equal(choose_from_uniform(probs, u).numpy(), [0, 0, 1, 1, 2])
+
+
+def test_choose_from_uniform_matches_the_probabilities():
+    probs = tf.constant([[0.1, 0.6, 0.3]] * 100_000)
+    u = tf.random.stateless_uniform([100_000], [0, 7])
+    counts = np.bincount(choose_from_uniform(probs, u).numpy(), minlength=3) / 100_000
+    np.testing.assert_allclose(counts, [0.1, 0.6, 0.3], atol=0.01)
+
+
+def test_select_generator_routes_gradients_to_the_chosen_one_only():
+    outputs = tf.Variable(tf.random.stateless_normal([4, 3, 2], [0, 9]))
+    index = tf.constant([2, 0, 1, 2])
+    with tf.GradientTape() as tape:
+        chosen = select_generator(outputs, index)
+        total = tf.reduce_sum(chosen)
+    np.testing.assert_array_equal(chosen.numpy(), outputs.numpy()[np.arange(4), index.numpy()])
+    grad = tape.gradient(total, outputs).numpy()
+    np.testing.assert_array_equal(grad.sum(axis=2) > 0, np.eye(3, dtype=bool)[index.numpy()])
