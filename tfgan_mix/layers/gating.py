@@ -76,9 +76,9 @@ class SoftBinaryTree(keras.layers.Layer):
             raise ValueError(f"tree depth must be >= 1, got {depth}")
         self.depth = int(depth)
         self.nodes = keras.layers.Dense(2**self.depth - 1, name="gates")
-        path_nodes, path_signs = tree_paths(self.depth)
-        self._path_nodes = tf.constant(path_nodes)
-        self._path_signs = tf.constant(path_signs)
+        # numpy, not tf.constant: made into constants inside each traced graph rather than captured
+        # as external tensors, which SavedModel would have to track and tf2onnx would turn into inputs.
+        self._path_nodes, self._path_signs = tree_paths(self.depth)
 
     @property
     def num_leaves(self):

@@ -150,7 +150,8 @@ class GeneratorBank(keras.layers.Layer):
     def _dense(self, x, kernel, bias, per_generator_axis):
         if len(kernel.shape) == 3:  # a kernel per generator: x is (B, K, in)
             return tf.einsum("bki,kio->bko", x, kernel) + bias
-        return tf.einsum("...i,io->...o", x, kernel) + bias
+        # A shared kernel over any leading axes (tensordot, not an '...' einsum: tf2onnx lacks ellipses).
+        return tf.tensordot(x, kernel, axes=1) + bias
 
     def _mlp_trunk(self, h, per_generator_axis):
         for kernel, bias in self.trunk_layers:
