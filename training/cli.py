@@ -1,0 +1,290 @@
+"""The ``tfgan-mix`` command line.
+
+    tfgan-mix methods
+    tfgan-mix datasets
+    tfgan-mix presets
+    tfgan-mix train --method NAME --data DATA [--generators K] --steps N --out DIR
+                    [--preset NAME] [--batch-size B] [--seed S] [--strategy default|mirrored|multiworker|tpu]
+                    [--devices N] [--tpu ADDRESS] [--config FILE.json] [--set key=value ...]
+    tfgan-mix evaluate DIR --data DATA [--num-samples N] [--json OUT]
+    tfgan-mix sample DIR -n N --out FILE.npy [--seed S]
+    tfgan-mix export DIR --out BASE [--version V] [--formats savedmodel,onnx] [--reject RULE]
+                     [--candidates M] [--threshold T]
+    tfgan-mix demo [--out DIR] [--steps N]
+
+Bad input (unknown method or dataset, invalid data file, bad option) is reported in one line
+on stderr with exit status 2, before any output directory is created.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+EXIT_BAD_INPUT = 2
+DEFAULT_BATCH_SIZE = 256
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    # Device layout must be fixed before TensorFlow starts, so it happens before any TF import.
+    if getattr(args, "strategy", None) == "mirrored" and getattr(args, "devices", None):
+        from tfgan_mix.training.strategy import split_cpu
+
+        split_cpu(args.devices)
+    try:
+        return args.run(args) or 0
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"tfgan-mix {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_methods(args):
+    from tfgan_mix import list_methods
+
+    print("\n".join(list_methods()))
+
+
+def cmd_datasets(args):
+    from tfgan_mix.data import list_datasets
+
+    print("\n".join(list_datasets()))
+    print("tfds:NAME[:SPLIT]\nPATH.npy | PATH.csv")
+
+
+def cmd_presets(args):
+    from tfgan_mix.training import presets
+
+    for name in presets.list_presets():
+        print(f"{name:24s} {presets.load(name).get('source', '')}")
+
+
+def cmd_train(args):
+    from tfgan_mix.core import get_method
+    from tfgan_mix.data import load_dataset
+    from tfgan_mix.training import train as T
+    from tfgan_mix.training.strategy import make_strategy
+
+    _apply_preset(args)
+    options = {**args.preset_options, **parse_options(args.config, args.set)}
+    get_method(args.method)  # unknown method: fail before touching data or disk
+    dataset = load_dataset(args.data, seed=args.seed)  # invalid data: fail before any directory exists
+    spec = T.TrainSpec(
+        method=args.method, data=args.data, steps=args.steps, num_generators=args.generators,
+        batch_size=args.batch_size, seed=args.seed, options=options,
+    )
+    get_method(args.method)._make_config(spec.model_options(dataset))  # bad options, same
+    T.check_out_dir(args.out, overwrite=args.overwrite)
+    strategy = make_strategy(args.strategy, devices=args.devices, tpu=args.tpu)
+    start = time.perf_counter()
+    model, _ = T.train(spec, dataset, args.out, strategy=strategy, jit_compile=_jit(args.jit_compile))
+    seconds = time.perf_counter() - start
+    print(f"trained {args.method} on {dataset.name} for {args.steps} steps in {seconds:.1f} s "
+          f"({args.steps / seconds:.1f} steps/s)")
+    print(f"model: {os.path.join(args.out, T.MODEL_FILE)}")
+    print(f"tensorboard --logdir {os.path.join(args.out, 'logs')}")
+
+
+def cmd_evaluate(args):
+    from tfgan_mix.data import load_dataset
+    from tfgan_mix.training.evaluate import evaluate_run
+
+    dataset = load_dataset(args.data, seed=args.seed)
+    metrics, paths = evaluate_run(args.run_dir, dataset, num_samples=args.num_samples, json_path=args.json,
+                                  seed=args.seed)
+    print(json.dumps(metrics, indent=2))
+    for what, path in paths.items():
+        print(f"{what}: {path}")
+
+
+def cmd_sample(args):
+    import numpy as np
+
+    from tfgan_mix.training.train import load_run
+
+    if args.n < 1:
+        raise ValueError(f"-n must be >= 1, got {args.n}")
+    if not args.out.endswith(".npy"):
+        raise ValueError(f"--out must name a .npy file, got {args.out}")
+    model = load_run(args.run_dir)
+    samples, _ = model.sample(args.n, seed=args.seed)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    tmp = args.out + ".tmp.npy"
+    np.save(tmp, samples)
+    os.replace(tmp, args.out)
+    print(f"wrote {len(samples)} samples of shape {samples.shape[1:]} to {args.out}")
+
+
+def cmd_export(args):
+    from tfgan_mix.export.writer import export_run
+
+    path = export_run(args.run_dir, args.out, version=args.version, formats=args.formats, rule=args.reject,
+                      candidates=args.candidates, threshold=args.threshold)
+    with open(os.path.join(path, "sampler.json"), encoding="utf-8") as f:
+        card = json.load(f)
+    print(f"exported {card['method']} to {path} ({', '.join(card['formats'])})")
+    print(f"rejection: {card['rejection']['rule']} >= {card['rejection']['threshold']:.4g} "
+          f"({card['rejection']['threshold_from']}), {card['candidates']} candidates per row")
+    for key, value in card["measured"].items():
+        print(f"  {key:28s} {_fmt(value)}")
+
+
+def cmd_demo(args):
+    """The main job on a built-in default: NPGAN on the three unequal Gaussians (paper 000)."""
+    from tfgan_mix.data import load_dataset
+    from tfgan_mix.training import presets
+    from tfgan_mix.training import train as T
+    from tfgan_mix.training.evaluate import evaluate_run
+
+    preset = presets.load("npgan_gaussians3")
+    steps = args.steps or preset["steps"]
+    dataset = load_dataset(preset["data"], seed=args.seed)
+    spec = T.TrainSpec(method=preset["method"], data=preset["data"], steps=steps,
+                       num_generators=preset["generators"], batch_size=preset["batch_size"], seed=args.seed,
+                       options=preset["options"])
+    if os.path.exists(os.path.join(args.out, T.MODEL_FILE)):
+        print(f"{args.out} already holds a trained model: evaluating it (delete the folder to retrain)")
+    else:
+        start = time.perf_counter()
+        T.train(spec, dataset, args.out, verbose=2)
+        print(f"trained {spec.method} for {steps} steps in {time.perf_counter() - start:.1f} s")
+    metrics, paths = evaluate_run(args.out, dataset, num_samples=args.num_samples, seed=args.seed)
+    print(f"\n{spec.method} on {dataset.name} with {spec.num_generators} generators:")
+    for key in ("off_manifold_rate", "mode_proportions", "data_mode_proportions", "generator_usage",
+                "frechet_distance", "knn2st_accuracy"):
+        print(f"  {key:24s} {_fmt(metrics[key])}")
+    for what, path in paths.items():
+        print(f"{what}: {path}")
+
+
+# ---------------------------------------------------------------------- option parsing
+def _apply_preset(args):
+    """Fill what the command line left out from ``--preset``; explicit flags win."""
+    preset = {}
+    if args.preset:
+        from tfgan_mix.training import presets
+
+        preset = presets.load(args.preset)
+    args.method = args.method or preset.get("method")
+    args.data = args.data or preset.get("data")
+    args.steps = args.steps or preset.get("steps")
+    args.generators = args.generators or preset.get("generators")
+    args.batch_size = args.batch_size or preset.get("batch_size", DEFAULT_BATCH_SIZE)
+    args.preset_options = preset.get("options", {})
+    missing = [flag for flag, value in (("--method", args.method), ("--data", args.data), ("--steps", args.steps))
+               if not value]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} required (or give --preset NAME)")
+
+
+def parse_options(config_path, assignments):
+    """Options from ``--config FILE.json`` then ``--set key=value`` (values parsed as JSON when they
+    parse, else kept as strings: ``--set loss=hinge --set generator_units=[64,64]``)."""
+    options = {}
+    if config_path:
+        try:
+            with open(config_path, encoding="utf-8") as f:
+                loaded = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{config_path} is not valid JSON: {error}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config_path} must hold a JSON object of option names to values")
+        options.update(loaded)
+    for item in assignments or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
+
+
+def _fmt(value):
+    if value is None:
+        return "n/a"
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{v:.3f}" for v in value) + "]"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _jit(value):
+    return {"auto": "auto", "on": True, "off": False}[value]
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="tfgan-mix", description="Mixture-of-generators GANs: train, evaluate, sample.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("methods", help="list registered methods")
+    p.set_defaults(run=cmd_methods)
+    p = sub.add_parser("datasets", help="list built-in datasets and accepted data forms")
+    p.set_defaults(run=cmd_datasets)
+    p = sub.add_parser("presets", help="list training presets")
+    p.set_defaults(run=cmd_presets)
+
+    p = sub.add_parser("train", help="train a method with model.fit")
+    p.add_argument("--method")
+    p.add_argument("--data", help="built-in name, tfds:NAME[:SPLIT], or a .npy/.csv file")
+    p.add_argument("--generators", type=_positive_int, help="K: generators, latent components or partitions")
+    p.add_argument("--steps", type=_positive_int, help="generator updates")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--batch-size", type=_positive_int, help=f"global batch size (default {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--preset", help="a paper experiment's settings (see `tfgan-mix presets`); flags override it")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker", "tpu"])
+    p.add_argument("--devices", type=_positive_int, help="replicas for --strategy mirrored")
+    p.add_argument("--tpu", help="TPU address for --strategy tpu")
+    p.add_argument("--jit-compile", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--config", help="JSON file of method options")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics and pictures for a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--data", required=True)
+    p.add_argument("--num-samples", type=_positive_int, default=5000)
+    p.add_argument("--json", help="where to write the metrics (default DIR/eval/metrics.json)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("sample", help="write samples of a trained run to .npy")
+    p.add_argument("run_dir")
+    p.add_argument("-n", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=cmd_sample)
+
+    p = sub.add_parser("export", help="write a trained run as a SavedModel + ONNX sampler version")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="base directory; the version goes to BASE/<version>/")
+    p.add_argument("--version", type=_positive_int, help="default: the next free integer")
+    p.add_argument("--formats", default="savedmodel,onnx", help="comma-separated: savedmodel, onnx")
+    p.add_argument("--reject", help="rejection rule (default: the method's): none, discriminator, router, truncation")
+    p.add_argument("--candidates", type=_positive_int, default=8, help="candidates drawn per output row")
+    p.add_argument("--threshold", type=float, help="accept when the rule's score reaches this (default: calibrated)")
+    p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("demo", help="train NPGAN on gaussians3, evaluate, draw pictures")
+    p.add_argument("--out", default=os.path.join("runs", "demo"))
+    p.add_argument("--steps", type=_positive_int, help="override the preset's step budget")
+    p.add_argument("--num-samples", type=_positive_int, default=5000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())
