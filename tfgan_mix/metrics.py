@@ -3,6 +3,8 @@
 Pure numpy/scipy functions of ``(n, d)`` arrays (flatten images first). Neighbour queries use
 ``scipy.spatial.cKDTree``, EMD ``scipy.optimize.linear_sum_assignment``, Frechet ``scipy.linalg.sqrtm``.
 """
+import warnings
+
 import numpy as np
 from scipy import linalg, optimize
 from scipy.spatial import cKDTree
@@ -75,7 +77,9 @@ def frechet_distance(a, b):
     a, b = _pair(a, b, ("a", "b"))
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    root = linalg.sqrtm(cov_a @ cov_b)
+    with warnings.catch_warnings():  # a singular product is handled just below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(cov_a @ cov_b)
     if not np.all(np.isfinite(root)):  # singular product: regularise as the FID reference code does
         eps = 1e-6 * np.eye(len(cov_a))
         root = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))

@@ -111,6 +111,8 @@ class MixtureGAN(keras.Model):
     method_name = None  # set by @register_method
     max_generators = None  # e.g. 1 for single-generator methods
     discriminator_outputs = 1  # > 1 adds auxiliary heads on the discriminator trunk
+    rejection_rules = ("none", "discriminator", "router", "truncation")
+    default_rejection = "discriminator"
 
     def __init__(self, name=None, **options):
         super().__init__(name=name or self.method_name or type(self).__name__.lower())
@@ -259,6 +261,29 @@ class MixtureGAN(keras.Model):
 
     def generator_losses(self, step):
         return {"g_adv": self.loss_family.generator(self.fake_logits(step.noise))}
+
+    # ------------------------------------------------------------------ outlier rejection (hook)
+    def rejection_score(self, rule, noise, samples):
+        """Per-candidate score for the exported sampler's rejection ``rule``; higher is better and a
+        candidate is accepted when its score reaches the rule's threshold. (N,) out.
+
+        * ``none``: every candidate passes.
+        * ``discriminator``: D's adversarial logit (threshold calibrated on held-back real data).
+        * ``router``: the router's confidence max_i p(G_i | z) (low near partition boundaries).
+        * ``truncation``: minus the norm of z (max-norm for uniform noise, L2 for normal).
+
+        Methods with their own rule (e.g. a partition check) extend ``rejection_rules`` and this.
+        """
+        if rule == "none":
+            return tf.zeros([tf.shape(samples)[0]])
+        if rule == "discriminator":
+            return self.discriminate(samples)
+        if rule == "router":
+            return tf.reduce_max(self.route(noise), axis=-1)
+        if rule == "truncation":
+            z = noise["z"]
+            return -(tf.reduce_max(tf.abs(z), axis=-1) if self.config.noise == "uniform" else tf.norm(z, axis=-1))
+        raise ValueError(f"method {self.method_name!r} has no rejection rule {rule!r}; choose one of {self.rejection_rules}")
 
     # ------------------------------------------------------------------ Keras plumbing
     def call(self, inputs, training=False):

@@ -1,0 +1,131 @@
+"""The sampler: a trained model's generators, inference-time routing and outlier rejection in one
+graph with fixed shapes (DESIGN.md section 3).
+
+Each input row carries ``m`` candidates' noise. All ``B*m`` candidates go through the method's
+``generate`` (its routing included) and are scored by its ``rejection_score`` for the chosen rule;
+each row returns its first accepted candidate, or its best-scoring one with ``accepted=False``
+when none of the ``m`` passes. One output row per input row, no loops, no data-dependent shapes:
+
+    samples   (B, *data_shape) float32
+    accepted  (B,) bool
+    generator (B,) int32       which generator made the sample
+    score     (B,) float32     the rule's score of the sample (higher is better)
+
+Two entry points: ``from_seed`` (an int64 seed per row, noise drawn with stateless TF ops: same
+seed, same sample) for TF Serving, and ``from_noise`` (the candidates' noise itself) for ONNX,
+whose graphs cannot carry stateless random ops, so ONNX clients draw the noise themselves.
+"""
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+DEFAULT_CANDIDATES = 8
+DEFAULT_ROUTER_CONFIDENCE = 0.9
+DEFAULT_REAL_QUANTILE = 0.05  # discriminator rule: reject what scores below 95% of held-back real data
+DEFAULT_TRUNCATION = {"uniform": 0.95, "normal": 2.0}  # max-norm resp. L2 norm of z
+ACCEPT_ALL = float(np.finfo(np.float32).min)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejection:
+    """A rule and the threshold its score must reach; ``how`` says where the threshold came from."""
+
+    rule: str
+    threshold: float
+    candidates: int
+    how: str
+
+
+def calibrate(model, rule=None, candidates=DEFAULT_CANDIDATES, real=None, threshold=None,
+              quantile=DEFAULT_REAL_QUANTILE):
+    """Choose the rejection for ``model``: its default rule unless given, and a threshold that is
+    explicit, or calibrated (the discriminator rule needs held-back ``real`` data), or the rule's
+    default."""
+    rule = rule or model.default_rejection
+    if rule not in model.rejection_rules:
+        raise ValueError(f"method {model.method_name!r} has no rejection rule {rule!r}; "
+                         f"choose one of {', '.join(model.rejection_rules)}")
+    if int(candidates) < 1:
+        raise ValueError(f"candidates must be >= 1, got {candidates}")
+    if rule == "none":
+        return Rejection(rule, ACCEPT_ALL, int(candidates), "accepts every sample")
+    if threshold is not None:
+        return Rejection(rule, float(threshold), int(candidates), "given")
+    if rule == "discriminator":
+        if real is None:
+            raise ValueError("the discriminator rule needs real data to calibrate its threshold (or --threshold)")
+        logits = model.discriminate(tf.constant(real, tf.float32)).numpy()
+        value = float(np.quantile(logits, quantile))
+        return Rejection(rule, value, int(candidates), f"{quantile:g} quantile of D's logits on {len(real)} real examples")
+    if rule == "router":
+        return Rejection(rule, DEFAULT_ROUTER_CONFIDENCE, int(candidates), "default router confidence")
+    if rule == "truncation":
+        radius = DEFAULT_TRUNCATION[model.config.noise]
+        return Rejection(rule, -radius, int(candidates), f"default radius {radius} of z")
+    raise ValueError(f"no default threshold for rule {rule!r}; pass one")
+
+
+class Sampler(tf.Module):
+    """``model`` + ``Rejection`` as a ``tf.Module`` ready for ``tf.saved_model.save`` and tf2onnx."""
+
+    def __init__(self, model, rejection):
+        super().__init__(name="sampler")
+        self.model = model
+        self.rejection = rejection
+        self.noise_spec = model.noise_spec()
+        self.candidates = rejection.candidates
+
+    # ------------------------------------------------------------------ signatures
+    def noise_input_specs(self):
+        """name -> TensorSpec of one request's candidate noise: ``(None, m, *shape)``."""
+        return {
+            name: tf.TensorSpec([None, self.candidates, *shape], tf.float32, name=name)
+            for name, (shape, _) in self.noise_spec.items()
+        }
+
+    def seed_function(self):
+        return tf.function(self.from_seed, input_signature=[tf.TensorSpec([None], tf.int64, name="seed")])
+
+    def noise_function(self):
+        """``from_noise`` with one positional tensor per noise stream, in ``noise_spec`` order."""
+        names = list(self.noise_spec)
+        specs = [self.noise_input_specs()[n] for n in names]
+        return tf.function(lambda *tensors: self.from_noise(dict(zip(names, tensors))), input_signature=specs)
+
+    # ------------------------------------------------------------------ the graph
+    def candidate_noise(self, seed):
+        """Per-row stateless noise for ``m`` candidates: row ``r`` uses ``model.sample_noise(m, [seed_r, 0])``."""
+        m = self.candidates
+        signature = {name: tf.TensorSpec([m, *shape], tf.float32) for name, (shape, _) in self.noise_spec.items()}
+        draw = lambda s: self.model.sample_noise(m, tf.stack([s, tf.zeros([], tf.int64)]))  # noqa: E731
+        return tf.map_fn(draw, tf.cast(seed, tf.int64), fn_output_signature=signature)
+
+    def from_seed(self, seed):
+        return self.from_noise(self.candidate_noise(seed))
+
+    def from_noise(self, noise):
+        m = self.candidates
+        flat = {name: tf.reshape(value, [-1, *value.shape[2:]]) for name, value in noise.items()}
+        samples, generator = self.model.generate(flat, training=False)
+        score = tf.reshape(self.model.rejection_score(self.rejection.rule, flat, samples), [-1, m])
+        passed = score >= rejection_threshold(self.rejection)
+        accepted = tf.reduce_any(passed, axis=1)
+        # First passing candidate: the count of leading failures (no argmax tie-breaking involved).
+        leading_failures = tf.reduce_sum(tf.cast(tf.cumsum(tf.cast(passed, tf.int32), axis=1) == 0, tf.int32), axis=1)
+        pick = tf.where(accepted, leading_failures, tf.argmax(score, axis=1, output_type=tf.int32))
+        chosen = tf.one_hot(pick, m, dtype=tf.float32)  # (B, m): a selection that converts to plain ONNX ops
+        samples = tf.reshape(samples, [-1, m, *samples.shape[1:]])
+        weights = tf.reshape(chosen, [-1, m] + [1] * (len(samples.shape) - 2))
+        return {
+            "samples": tf.reduce_sum(samples * weights, axis=1),
+            "accepted": accepted,
+            "generator": tf.reduce_sum(tf.reshape(generator, [-1, m]) * tf.cast(chosen, tf.int32), axis=1),
+            "score": tf.reduce_sum(score * chosen, axis=1),
+        }
+
+
+def rejection_threshold(rejection):
+    # Made inside the traced function, so it is a graph constant rather than a captured tensor,
+    # which tf2onnx would turn into an extra model input.
+    return tf.constant(rejection.threshold, tf.float32)

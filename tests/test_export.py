@@ -1,0 +1,192 @@
+"""Every registered method exports through the same path: Keras, SavedModel and ONNX agree on the
+same noise, including ``accepted`` and ``generator``; a version appears atomically or not at all."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tensorflow as tf
+from conftest import tiny_options
+
+import tfgan_mix
+from tfgan_mix.data import Dataset
+from tfgan_mix.export import writer
+from tfgan_mix.export.sampler import Sampler, calibrate
+from tfgan_mix.training.train import build_model
+
+METHODS = tfgan_mix.list_methods()
+CANDIDATES = 4
+
+
+def _points(n=500, seed=0):
+    x = np.random.default_rng(seed).normal(size=(n, 2)).astype("float32")
+    return Dataset(name="normal2d", x=x, kind="points")
+
+
+def _sampler(method, rule=None, threshold=None):
+    model = build_model(method, tiny_options(method))
+    return Sampler(model, calibrate(model, rule, CANDIDATES, real=_points().x, threshold=threshold))
+
+
+def _middle_threshold(sampler, noise):
+    """A threshold between the candidates' scores, so some rows pass and some fail."""
+    flat = {k: tf.reshape(v, [-1, *v.shape[2:]]) for k, v in noise.items()}
+    samples, _ = sampler.model.generate(flat)
+    scores = sampler.model.rejection_score(sampler.rejection.rule, flat, samples).numpy()
+    return float(np.quantile(scores, 0.8))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_keras_savedmodel_and_onnx_agree(method, tmp_path):
+    sampler = _sampler(method)
+    seeds = tf.range(64, dtype=tf.int64)
+    noise = sampler.candidate_noise(seeds)
+    # Re-calibrate so the rule really rejects some candidates: the parity must cover both branches.
+    sampler = Sampler(sampler.model, calibrate(sampler.model, sampler.rejection.rule, CANDIDATES,
+                                               threshold=_middle_threshold(sampler, noise)))
+    keras_out = {k: v.numpy() for k, v in sampler.from_noise(noise).items()}
+    assert 0 < keras_out["accepted"].mean() < 1, "the test needs rows that pass and rows that fail"
+
+    writer.write_savedmodel(sampler, str(tmp_path))
+    writer.write_onnx(sampler, str(tmp_path / "model.onnx"))
+    loaded = tf.saved_model.load(str(tmp_path), tags=["serve"])
+    saved_out = {k: v.numpy() for k, v in loaded.signatures["from_noise"](**noise).items()}
+    seeded_out = {k: v.numpy() for k, v in loaded.signatures["serving_default"](seed=seeds).items()}
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert sorted(i.name for i in session.get_inputs()) == sorted(sampler.noise_spec)
+    onnx_out = dict(zip([o.name for o in session.get_outputs()],
+                        session.run(None, {k: v.numpy() for k, v in noise.items()})))
+
+    for other in (saved_out, seeded_out, onnx_out):
+        assert set(other) == {"samples", "accepted", "generator", "score"}
+        np.testing.assert_array_equal(other["accepted"], keras_out["accepted"])
+        np.testing.assert_array_equal(other["generator"], keras_out["generator"])
+        for key in ("samples", "score"):
+            assert np.max(np.abs(other[key] - keras_out[key])) <= 1e-4, key
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_row_returns_its_first_passing_candidate(method):
+    sampler = _sampler(method, rule="truncation", threshold=-0.5)
+    z = np.zeros((3, CANDIDATES, 8), np.float32)
+    z[0, :, 0] = [0.9, 0.8, 0.1, 0.2]  # first within radius 0.5: candidate 2
+    z[1, :, 0] = [0.9, 0.9, 0.9, 0.9]  # none: best score, candidate 0 (ties -> first)
+    z[2, :, 0] = [0.3, 0.9, 0.9, 0.9]  # candidate 0
+    noise = {"z": tf.constant(z)}
+    if "u" in sampler.noise_spec:
+        noise["u"] = tf.fill([3, CANDIDATES], 0.5)
+    out = sampler.from_noise(noise)
+    np.testing.assert_array_equal(out["accepted"].numpy(), [True, False, True])
+    np.testing.assert_allclose(out["score"].numpy(), [-0.1, -0.9, -0.3], rtol=1e-6)
+    single = {k: v[:, 2] for k, v in noise.items()}
+    np.testing.assert_allclose(out["samples"].numpy()[0], sampler.model.generate(single)[0].numpy()[0], rtol=1e-6)
+
+
+def test_same_seed_same_sample():
+    sampler = _sampler("npgan")
+    a = sampler.from_seed(tf.constant([5, 6, 5], tf.int64))["samples"].numpy()
+    np.testing.assert_array_equal(a[0], a[2])
+    assert not np.allclose(a[0], a[1])
+
+
+def test_unknown_rule_and_bad_candidates_are_named():
+    model = build_model("gan", tiny_options("gan"))
+    with pytest.raises(ValueError, match="no rejection rule 'partition'"):
+        calibrate(model, "partition")
+    with pytest.raises(ValueError, match="candidates must be >= 1"):
+        calibrate(model, "none", 0)
+    with pytest.raises(ValueError, match="needs real data"):
+        calibrate(model, "discriminator")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from tfgan_mix.data import load_dataset
+    from tfgan_mix.training.train import TrainSpec, train
+
+    out = tmp_path_factory.mktemp("run")
+    spec = TrainSpec(method="npgan", data="gaussians3", steps=4, batch_size=32, num_generators=3,
+                     options={"generator_units": [16], "discriminator_units": [16], "latent_dim": 4,
+                              "router_units": [8]})
+    train(spec, load_dataset("gaussians3"), str(out), verbose=0)
+    return str(out)
+
+
+def test_export_writes_numbered_versions_with_a_model_card(run_dir, tmp_path):
+    base = tmp_path / "sampler"
+    first = writer.export_run(run_dir, str(base))
+    second = writer.export_run(run_dir, str(base), formats="savedmodel", rule="discriminator")
+    assert os.path.basename(first) == "1" and os.path.basename(second) == "2"
+    assert sorted(os.listdir(base)) == ["1", "2"], "no temporary directory may remain"
+    card = json.loads((base / "1" / writer.CARD_FILE).read_text())
+    assert card["method"] == "npgan" and card["num_generators"] == 3
+    assert [i["name"] for i in card["noise_inputs"]] == ["z", "u"]
+    assert card["noise_inputs"][0]["shape"] == [None, card["candidates"], 4]
+    assert card["rejection"]["rule"] == "router"
+    measured = card["measured"]
+    assert 0 <= measured["acceptance_rate"] <= 1 and 0 <= measured["off_manifold_rate_raw"] <= 1
+    assert measured["off_manifold_rate_accepted"] is None or 0 <= measured["off_manifold_rate_accepted"] <= 1
+    assert os.path.exists(base / "1" / "model.onnx") and not os.path.exists(base / "2" / "model.onnx")
+    assert json.loads((base / "2" / writer.CARD_FILE).read_text())["rejection"]["rule"] == "discriminator"
+
+
+def test_existing_version_is_refused_and_kept(run_dir, tmp_path):
+    base = tmp_path / "sampler"
+    writer.export_run(run_dir, str(base), version=3, formats="savedmodel")
+    before = os.path.getmtime(base / "3" / "saved_model.pb")
+    with pytest.raises(FileExistsError, match="already exists"):
+        writer.export_run(run_dir, str(base), version=3, formats="savedmodel")
+    assert os.path.getmtime(base / "3" / "saved_model.pb") == before
+
+
+def test_failed_export_leaves_no_version(run_dir, tmp_path, monkeypatch):
+    base = tmp_path / "sampler"
+
+    def broken(sampler, path):
+        raise RuntimeError("conversion failed")
+
+    monkeypatch.setattr(writer, "write_onnx", broken)
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        writer.export_run(run_dir, str(base))
+    assert os.listdir(base) == []
+
+
+def test_bad_format_is_named(run_dir, tmp_path):
+    with pytest.raises(ValueError, match="unknown export format"):
+        writer.export_run(run_dir, str(tmp_path / "b"), formats="tflite")
+    assert not (tmp_path / "b").exists()
+
+
+def test_savedmodel_loads_like_tf_serving_in_a_fresh_process(run_dir, tmp_path):
+    """Only TensorFlow, by tag and signature name, as the model server does; saved_model_cli too."""
+    version = writer.export_run(run_dir, str(tmp_path / "s"), formats="savedmodel")
+    script = (
+        "import sys, tensorflow as tf\n"
+        "m = tf.saved_model.load(sys.argv[1], tags=['serve'])\n"
+        "out = m.signatures['serving_default'](seed=tf.constant([1, 2, 3], tf.int64))\n"
+        "print(sorted(out), out['samples'].shape)\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", script, version], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "['accepted', 'generator', 'samples', 'score'] (3, 2)" in result.stdout
+    cli = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", version,
+                          "--all"], capture_output=True, text=True, timeout=300, env=env)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert "signature_def['serving_default']" in cli.stdout and "signature_def['from_noise']" in cli.stdout
+
+
+def test_export_command(run_dir, tmp_path, capsys):
+    from tfgan_mix.training import cli
+
+    base = tmp_path / "base"
+    assert cli.main(["export", run_dir, "--out", str(base), "--formats", "onnx", "--candidates", "3"]) == 0
+    out = capsys.readouterr().out
+    assert f"exported npgan to {base / '1'}" in out and "acceptance_rate" in out
+    assert json.loads((base / "1" / writer.CARD_FILE).read_text())["candidates"] == 3
+    assert cli.main(["export", run_dir, "--out", str(tmp_path / "never"), "--reject", "bogus"]) == 2
+    assert "no rejection rule 'bogus'" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
