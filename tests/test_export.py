@@ -190,3 +190,21 @@ def test_export_command(run_dir, tmp_path, capsys):
     assert cli.main(["export", run_dir, "--out", str(tmp_path / "never"), "--reject", "bogus"]) == 2
     assert "no rejection rule 'bogus'" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("target", ["savedmodel", "onnx"])
+def test_sample_command_keeps_only_accepted_samples(run_dir, tmp_path, capsys, target):
+    """`tfgan-mix sample` on an exported version: every written sample passed the sampler's rule."""
+    from tfgan_mix.training import cli
+
+    base = tmp_path / "base"
+    # Accept-all would prove nothing: truncation at radius 0.9 rejects a known share of uniform z.
+    writer.export_run(run_dir, str(base), rule="truncation", threshold=-0.9, candidates=1)
+    source = base / "1" / "model.onnx" if target == "onnx" else base / "1"
+    out = tmp_path / "s.npy"
+    assert cli.main(["sample", str(source), "-n", "300", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rate = float(printed.split("acceptance rate ")[1].split()[0])
+    assert 0.9**4 - 0.05 < rate < 0.9**4 + 0.05  # P(max |z_i| <= 0.9) for 4-D uniform z
+    samples = np.load(out)
+    assert samples.shape == (300, 2) and np.all(np.isfinite(samples))

@@ -7,7 +7,7 @@
                     [--preset NAME] [--batch-size B] [--seed S] [--strategy default|mirrored|multiworker|tpu]
                     [--devices N] [--tpu ADDRESS] [--config FILE.json] [--set key=value ...]
     tfgan-mix evaluate DIR --data DATA [--num-samples N] [--json OUT]
-    tfgan-mix sample DIR -n N --out FILE.npy [--seed S]
+    tfgan-mix sample DIR|BASE/V|BASE/V/model.onnx -n N --out FILE.npy [--seed S]
     tfgan-mix export DIR --out BASE [--version V] [--formats savedmodel,onnx] [--reject RULE]
                      [--candidates M] [--threshold T]
     tfgan-mix demo [--out DIR] [--steps N]
@@ -101,21 +101,42 @@ def cmd_evaluate(args):
 
 
 def cmd_sample(args):
-    import numpy as np
-
-    from tfgan_mix.training.train import load_run
+    """Samples from a run directory (the raw generator), or outlier-free samples from an exported
+    sampler: a SavedModel version directory or its ``model.onnx``."""
 
     if args.n < 1:
         raise ValueError(f"-n must be >= 1, got {args.n}")
     if not args.out.endswith(".npy"):
         raise ValueError(f"--out must name a .npy file, got {args.out}")
-    model = load_run(args.run_dir)
-    samples, _ = model.sample(args.n, seed=args.seed)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp.npy"
-    np.save(tmp, samples)
-    os.replace(tmp, args.out)
+    source = args.run_dir
+    if source.endswith(".onnx") or os.path.exists(os.path.join(source, "saved_model.pb")):
+        from tfgan_mix.export import client
+
+        if source.endswith(".onnx") and not os.path.exists(source):
+            raise FileNotFoundError(f"{source} does not exist")
+        request = client.onnx_requester(source, args.seed) if source.endswith(".onnx") \
+            else client.savedmodel_requester(source, args.seed)
+        samples, rate = client.accepted_samples(request, args.n)
+        print(f"acceptance rate {rate:.4f}")
+        if len(samples) < args.n:
+            print(f"only {len(samples)} of {args.n} samples passed rejection within "
+                  f"{client.MAX_ROUNDS} rounds", file=sys.stderr)
+    else:
+        from tfgan_mix.training.train import load_run
+
+        samples, _ = load_run(source).sample(args.n, seed=args.seed)
+    _save_npy(samples, args.out)
     print(f"wrote {len(samples)} samples of shape {samples.shape[1:]} to {args.out}")
+
+
+def _save_npy(array, path):
+    """Write to a temporary name and rename, so no half-written file is ever left at ``path``."""
+    import numpy as np
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp.npy"
+    np.save(tmp, array)
+    os.replace(tmp, path)
 
 
 def cmd_export(args):
@@ -260,8 +281,8 @@ def _parser():
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=cmd_evaluate)
 
-    p = sub.add_parser("sample", help="write samples of a trained run to .npy")
-    p.add_argument("run_dir")
+    p = sub.add_parser("sample", help="write samples of a run, a SavedModel version or an ONNX sampler to .npy")
+    p.add_argument("run_dir", help="run directory, exported version directory, or model.onnx")
     p.add_argument("-n", type=int, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
