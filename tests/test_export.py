@@ -118,19 +118,19 @@ def run_dir(tmp_path_factory):
 def test_export_writes_numbered_versions_with_a_model_card(run_dir, tmp_path):
     base = tmp_path / "sampler"
     first = writer.export_run(run_dir, str(base))
-    second = writer.export_run(run_dir, str(base), formats="savedmodel", rule="discriminator")
+    second = writer.export_run(run_dir, str(base), formats="savedmodel", rule="router")
     assert os.path.basename(first) == "1" and os.path.basename(second) == "2"
     assert sorted(os.listdir(base)) == ["1", "2"], "no temporary directory may remain"
     card = json.loads((base / "1" / writer.CARD_FILE).read_text())
     assert card["method"] == "npgan" and card["num_generators"] == 3
     assert [i["name"] for i in card["noise_inputs"]] == ["z", "u"]
     assert card["noise_inputs"][0]["shape"] == [None, card["candidates"], 4]
-    assert card["rejection"]["rule"] == "router"
+    assert card["rejection"]["rule"] == "discriminator"  # the default, calibrated on held-back data
     measured = card["measured"]
     assert 0 <= measured["acceptance_rate"] <= 1 and 0 <= measured["off_manifold_rate_raw"] <= 1
     assert measured["off_manifold_rate_accepted"] is None or 0 <= measured["off_manifold_rate_accepted"] <= 1
     assert os.path.exists(base / "1" / "model.onnx") and not os.path.exists(base / "2" / "model.onnx")
-    assert json.loads((base / "2" / writer.CARD_FILE).read_text())["rejection"]["rule"] == "discriminator"
+    assert json.loads((base / "2" / writer.CARD_FILE).read_text())["rejection"]["rule"] == "router"
 
 
 def test_existing_version_is_refused_and_kept(run_dir, tmp_path):

@@ -37,7 +37,6 @@ class MoGConfig(GANConfig):
 @register_method("mog")
 class MoG(MixtureGAN):
     config_class = MoGConfig
-    default_rejection = "router"  # outliers come from noise near the routing boundaries
 
     def build_networks(self):
         super().build_networks()

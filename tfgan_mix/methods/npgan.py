@@ -35,7 +35,6 @@ class NPGANConfig(GANConfig):
 @register_method("npgan")
 class NPGAN(MixtureGAN):
     config_class = NPGANConfig
-    default_rejection = "router"  # outliers come from noise near the routing boundaries
 
     def build_networks(self):
         super().build_networks()
