@@ -96,6 +96,7 @@ def train(spec, dataset, out_dir, strategy=None, jit_compile="auto", verbose=1, 
 
     os.makedirs(out_dir, exist_ok=True)
     _write_json(os.path.join(out_dir, RUN_FILE), {**dataclasses.asdict(spec), "model_options": options})
+    keras.utils.set_random_seed(spec.seed)  # weight initialisation too, so a run repeats exactly
     model = build_model(spec.method, options, strategy, jit_compile=jit_compile)
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup"), save_freq="epoch"),
@@ -104,7 +105,8 @@ def train(spec, dataset, out_dir, strategy=None, jit_compile="auto", verbose=1, 
         SamplePictures(os.path.join(out_dir, "logs", "samples"), real=dataset.x, seed=spec.seed),
         *extra_callbacks,
     ]
-    history = model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    history = model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose,
+                        shuffle=False)  # the tf.data pipeline shuffles
     if _is_chief():
         save_model_atomically(model, os.path.join(out_dir, MODEL_FILE))
     return model, history
