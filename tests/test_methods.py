@@ -142,3 +142,29 @@ def test_single_generator_methods_refuse_several_generators():
 def test_unknown_option_is_named():
     with pytest.raises(ValueError, match="unknown option.*'bogus'"):
         tfgan_mix.get_method("npgan")(data_shape=(2,), bogus=1)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_evaluate_runs_test_step(method):
+    model = build_model(method, tiny_options(method))
+    results = model.evaluate(toy_batches((2,)), steps=2, verbose=0, return_dict=True)
+    assert {"d_loss", "g_loss"} <= set(results)
+    assert all(np.isfinite(v) for v in results.values())
+    assert int(model.g_optimizer.iterations.numpy()) == 0, "evaluation must not train"
+
+
+@pytest.mark.parametrize("loss", ["ns", "minimax", "wasserstein", "hinge"])
+@pytest.mark.parametrize("noise", ["uniform", "normal"])
+def test_every_loss_family_and_noise_prior_trains(loss, noise):
+    options = {**tiny_options("npgan"), "loss": loss, "noise": noise, "d_steps": 2,
+               "gradient_penalty": 1.0 if loss == "wasserstein" else 0.0,
+               "g_learning_rate": 1e-3, "d_learning_rate": 4e-3}
+    model = build_model("npgan", options)
+    before = _snapshot(model.generator_variables)
+    history = model.fit(toy_batches((2,)), steps_per_epoch=2, epochs=1, verbose=0)
+    assert all(np.all(np.isfinite(v)) for v in history.history.values())
+    assert ("d_gp" in history.history) == (loss == "wasserstein")
+    assert _moved(before, model.generator_variables)
+    # d_steps=2: the critic took two updates per generator update (TTUR rates kept apart).
+    assert int(model.d_optimizer.iterations.numpy()) == 2 * int(model.g_optimizer.iterations.numpy()) == 4
+    assert model.d_optimizer.learning_rate.numpy() == pytest.approx(4e-3)
