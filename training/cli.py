@@ -84,8 +84,9 @@ def cmd_train(args):
     seconds = time.perf_counter() - start
     print(f"trained {args.method} on {dataset.name} for {args.steps} steps in {seconds:.1f} s "
           f"({args.steps / seconds:.1f} steps/s)")
-    print(f"model: {os.path.join(args.out, T.MODEL_FILE)}")
-    print(f"tensorboard --logdir {os.path.join(args.out, 'logs')}")
+    run_dir = T.worker_dir(args.out)
+    print(f"model: {os.path.join(run_dir, T.MODEL_FILE)}")
+    print(f"tensorboard --logdir {os.path.join(run_dir, 'logs')}")
 
 
 def cmd_evaluate(args):

@@ -94,22 +94,32 @@ def train(spec, dataset, out_dir, strategy=None, jit_compile="auto", verbose=1, 
     steps_per_epoch, epochs = epoch_plan(spec.steps, spec.epoch_steps)
     data = make_dataset(dataset.x, global_batch, seed=spec.seed)
 
-    os.makedirs(out_dir, exist_ok=True)
-    _write_json(os.path.join(out_dir, RUN_FILE), {**dataclasses.asdict(spec), "model_options": options})
+    run_dir = worker_dir(out_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    _write_json(os.path.join(run_dir, RUN_FILE), {**dataclasses.asdict(spec), "model_options": options})
     keras.utils.set_random_seed(spec.seed)  # weight initialisation too, so a run repeats exactly
     model = build_model(spec.method, options, strategy, jit_compile=jit_compile)
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup"), save_freq="epoch"),
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), save_freq="epoch"),
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.TensorBoard(os.path.join(out_dir, "logs"), update_freq="epoch"),
-        SamplePictures(os.path.join(out_dir, "logs", "samples"), real=dataset.x, seed=spec.seed),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq="epoch"),
+        SamplePictures(os.path.join(run_dir, "logs", "samples"), real=dataset.x, seed=spec.seed),
         *extra_callbacks,
     ]
     history = model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose,
                         shuffle=False)  # the tf.data pipeline shuffles
-    if _is_chief():
-        save_model_atomically(model, os.path.join(out_dir, MODEL_FILE))
+    save_model_atomically(model, os.path.join(run_dir, MODEL_FILE))
     return model, history
+
+
+def worker_dir(out_dir):
+    """Where this process writes: ``out_dir`` for the chief (or a single process), and
+    ``out_dir/workers/<index>`` for the other workers of a multi-worker cluster, so workers
+    sharing a file system never write the same file. The chief's run is the one to use."""
+    if _is_chief():
+        return out_dir
+    task = json.loads(os.environ["TF_CONFIG"])["task"]
+    return os.path.join(out_dir, "workers", f"{task['type']}-{task['index']}")
 
 
 def save_model_atomically(model, path):

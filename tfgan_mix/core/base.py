@@ -344,14 +344,22 @@ class MixtureGAN(keras.Model):
         for critic_step in range(self.config.d_steps):
             self._update("d", Step(real, self.draw_training_noise(local_batch, step, critic_step)))
         self._update("g", Step(real, self.draw_training_noise(local_batch, step, self.config.d_steps)))
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
+        return self._logs()
 
     def test_step(self, data):
         real = _real_part(data)
         step = Step(real, self.draw_training_noise(_static_batch(real), self.g_optimizer.iterations, _SALTS_PER_STEP - 1))
         for player, terms in (("d", self.discriminator_losses(step)), ("g", self.generator_losses(step))):
             self._record(player, terms, _total(terms, _static_batch(real)))
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
+        return self._logs()
+
+    def _logs(self):
+        logs = {name: tracker.result() for name, tracker in self._trackers.items()}
+        if _multi_worker():
+            # Keras 3.15 reduces each log across workers with strategy.reduce(MEAN, axis=0), which
+            # fails on scalars (tensorflow #72388); a length-1 vector reduces to the same scalar.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
 
     def _update(self, player, step):
         losses_fn, variables, optimizer = (
@@ -412,6 +420,11 @@ def select_generator(outputs, index):
     one_hot = tf.one_hot(index, outputs.shape[1], dtype=outputs.dtype)
     one_hot = tf.reshape(one_hot, [-1, outputs.shape[1]] + [1] * (len(outputs.shape) - 2))
     return tf.reduce_sum(outputs * one_hot, axis=1)
+
+
+def _multi_worker():
+    strategy = tf.distribute.get_strategy()
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
 
 
 def _draw(distribution, shape, seed):
