@@ -23,6 +23,14 @@ def _free_ports(n):
     return ports
 
 
+def _backed_up_epoch(metadata):
+    """Epochs in the last backup; 0 while there is none (or it is being written)."""
+    try:
+        return json.loads(metadata.read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 def test_two_workers_train_together_and_end_with_identical_weights(tmp_path):
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     command = [sys.executable, "-m", "tfgan_mix.training.cli", "train", "--method", "npgan", "--data", "gaussians3",
@@ -51,3 +59,43 @@ def test_two_workers_train_together_and_end_with_identical_weights(tmp_path):
     keras.utils.set_random_seed(0)
     fresh = type(chief).from_config(chief.get_config())
     assert any(not np.allclose(a, b) for a, b in zip(fresh.get_weights(), chief.get_weights()))
+
+
+def test_killed_run_resumes_from_its_last_backup(tmp_path):
+    """SIGKILL mid-run, then the same command again: it continues from the last backup (losing at
+    most one backup interval), and the step counters of both optimizers end at the total."""
+    import re
+    import signal
+    import time
+
+    import tfgan_mix.training.train as T
+
+    steps, interval = 2000, 100
+    command = [sys.executable, "-m", "tfgan_mix.training.cli", "train", "--method", "gan", "--data", "gaussians3",
+               "--steps", str(steps), "--epoch-steps", str(interval), "--batch-size", "64", "--out", str(tmp_path),
+               "--set", "generator_units=[16]", "--set", "discriminator_units=[16]", "--set", "latent_dim=4"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    metadata = tmp_path / "backup" / "training_metadata.json"
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + WORKER_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline and first.poll() is None:
+            if _backed_up_epoch(metadata) >= 2:
+                break
+            time.sleep(0.2)
+        assert first.poll() is None, "the run ended before it could be killed: raise --steps"
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        first.kill()
+    backed_up_epochs = _backed_up_epoch(metadata)
+    assert not (tmp_path / T.MODEL_FILE).exists()
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
+    assert second.returncode == 0, second.stderr[-3000:]
+    epochs_run = [int(n) for n in re.findall(r"Epoch (\d+)/", second.stdout)]
+    assert epochs_run[0] == backed_up_epochs + 1, "the second run must start after the last backed-up epoch"
+    assert epochs_run[-1] == steps // interval
+    model = T.load_run(tmp_path)
+    assert int(model.g_optimizer.iterations.numpy()) == steps
+    assert int(model.d_optimizer.iterations.numpy()) == steps

@@ -23,6 +23,7 @@ import time
 
 EXIT_BAD_INPUT = 2
 DEFAULT_BATCH_SIZE = 256
+DEFAULT_EPOCH_STEPS = 500  # TrainSpec's default; kept here so --help works without importing TensorFlow
 
 
 def main(argv=None):
@@ -74,7 +75,7 @@ def cmd_train(args):
     dataset = load_dataset(args.data, seed=args.seed)  # invalid data: fail before any directory exists
     spec = T.TrainSpec(
         method=args.method, data=args.data, steps=args.steps, num_generators=args.generators,
-        batch_size=args.batch_size, seed=args.seed, options=options,
+        batch_size=args.batch_size, seed=args.seed, options=options, epoch_steps=args.epoch_steps,
     )
     get_method(args.method)._make_config(spec.model_options(dataset))  # bad options, same
     T.check_out_dir(args.out, overwrite=args.overwrite)
@@ -271,6 +272,8 @@ def _parser():
     p.add_argument("--jit-compile", default="auto", choices=["auto", "on", "off"])
     p.add_argument("--config", help="JSON file of method options")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option (repeatable)")
+    p.add_argument("--epoch-steps", type=_positive_int, default=DEFAULT_EPOCH_STEPS,
+                   help="steps between logs, sample pictures and backups (the most a crash can lose)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.set_defaults(run=cmd_train)
 

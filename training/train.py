@@ -100,7 +100,8 @@ def train(spec, dataset, out_dir, strategy=None, jit_compile="auto", verbose=1, 
     keras.utils.set_random_seed(spec.seed)  # weight initialisation too, so a run repeats exactly
     model = build_model(spec.method, options, strategy, jit_compile=jit_compile)
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), save_freq="epoch"),
+        # double_checkpoint: a kill while writing a backup falls back to the one before it.
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), save_freq="epoch", double_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq="epoch"),
         SamplePictures(os.path.join(run_dir, "logs", "samples"), real=dataset.x, seed=spec.seed),
