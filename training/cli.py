@@ -77,7 +77,6 @@ def cmd_train(args):
         method=args.method, data=args.data, steps=args.steps, num_generators=args.generators,
         batch_size=args.batch_size, seed=args.seed, options=options, epoch_steps=args.epoch_steps,
     )
-    get_method(args.method)._make_config(spec.model_options(dataset))  # bad options, same
     T.check_out_dir(args.out, overwrite=args.overwrite)
     strategy = make_strategy(args.strategy, devices=args.devices, tpu=args.tpu)
     start = time.perf_counter()

@@ -423,6 +423,7 @@ def select_generator(outputs, index):
 
 
 def _multi_worker():
+    # The same test Keras's reduce_per_replica makes before its multi-worker reduction.
     strategy = tf.distribute.get_strategy()
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
 
