@@ -10,6 +10,7 @@
     tfgan-mix sample DIR|BASE/V|BASE/V/model.onnx -n N --out FILE.npy [--seed S]
     tfgan-mix export DIR --out BASE [--version V] [--formats savedmodel,onnx] [--reject RULE]
                      [--candidates M] [--threshold T]
+    tfgan-mix serve BASE [--name NAME] [--port P] [--grpc-port Q] [--host 127.0.0.1]
     tfgan-mix demo [--out DIR] [--steps N]
 
 Bad input (unknown method or dataset, invalid data file, bad option) is reported in one line
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 
 EXIT_BAD_INPUT = 2
@@ -152,6 +154,22 @@ def cmd_export(args):
           f"({card['rejection']['threshold_from']}), {card['candidates']} candidates per row")
     for key, value in card["measured"].items():
         print(f"  {key:28s} {_fmt(value)}")
+
+
+def cmd_serve(args):
+    from tfgan_mix.serving.model_server import serve
+
+    server = serve(args.base, name=args.name, host=args.host, port=args.port, grpc_port=args.grpc_port,
+                   max_body_bytes=args.max_body_bytes, max_batch=args.max_batch)
+    print(f"serving {args.base} as '{args.name}' (versions {server.store.versions()}): "
+          f"REST http://{args.host}:{server.rest_port}/v1/models/{args.name}, gRPC {args.host}:{server.grpc_port}",
+          flush=True)
+    try:
+        threading.Event().wait()  # until Ctrl-C
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 def cmd_demo(args):
@@ -300,6 +318,16 @@ def _parser():
     p.add_argument("--candidates", type=_positive_int, default=8, help="candidates drawn per output row")
     p.add_argument("--threshold", type=float, help="accept when the rule's score reaches this (default: calibrated)")
     p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("serve", help="serve exported versions over TF Serving's REST and gRPC APIs")
+    p.add_argument("base", help="the export base directory holding integer version directories")
+    p.add_argument("--name", default="sampler", help="model name in request paths")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8501, help="REST port")
+    p.add_argument("--grpc-port", type=int, default=8500)
+    p.add_argument("--max-body-bytes", type=_positive_int, default=1 << 20)
+    p.add_argument("--max-batch", type=_positive_int, default=1024)
+    p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("demo", help="train NPGAN on gaussians3, evaluate, draw pictures")
     p.add_argument("--out", default=os.path.join("runs", "demo"))
