@@ -1,0 +1,57 @@
+"""The Node.js example (serving/node) samples an exported ONNX sampler with onnxruntime-node,
+feeding the noise the model card describes."""
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tfgan_mix.export import writer
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "serving", "node")
+
+
+@pytest.fixture(scope="module")
+def node_example(tmp_path_factory):
+    if not (shutil.which("node") and shutil.which("npm")):
+        pytest.skip("Node.js and npm are not installed: the onnxruntime-node example cannot run here")
+    work = tmp_path_factory.mktemp("node")
+    for name in ("package.json", "sample.js"):
+        shutil.copy(os.path.join(EXAMPLE, name), work)
+    # --ignore-scripts: the package ships its CPU binaries; its install script only fetches CUDA ones.
+    install = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=work,
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr[-2000:]
+    return work
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from tfgan_mix.data import load_dataset
+    from tfgan_mix.training.train import TrainSpec, train
+
+    run = tmp_path_factory.mktemp("run")
+    spec = TrainSpec(method="npgan", data="gaussians3", steps=4, batch_size=32, num_generators=3,
+                     options={"generator_units": [16], "discriminator_units": [16], "latent_dim": 4,
+                              "router_units": [8]})
+    train(spec, load_dataset("gaussians3"), str(run), verbose=0)
+    # Truncation at max-norm 0.9 of 4-D uniform z with one candidate accepts 0.9^4 = 0.656 of rows.
+    return writer.export_run(str(run), str(tmp_path_factory.mktemp("export")), formats="onnx",
+                             rule="truncation", threshold=-0.9, candidates=1)
+
+
+def test_node_example_draws_noise_per_the_card_and_keeps_accepted_samples(node_example, exported):
+    result = subprocess.run(["node", "sample.js", exported, "4000"], cwd=node_example, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout)
+    assert out["rows"] == 4000 and out["accepted"] == len(out["samples"])
+    assert abs(out["acceptance_rate"] - 0.9**4) < 0.03
+    assert all(len(s) == 2 for s in out["samples"])
+
+
+def test_node_example_reports_a_missing_version(node_example, tmp_path):
+    result = subprocess.run(["node", "sample.js", str(tmp_path / "nope")], cwd=node_example, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "error:" in result.stderr
