@@ -45,6 +45,8 @@ setup(
         "scipy>=1.11,<2",
         "scikit-learn>=1.5,<2",
         "matplotlib>=3.8,<4",
+        "tensorflow-serving-api>=2.19,<2.22",  # the PredictionService protos the gRPC server speaks
+        "grpcio>=1.60,<2",
     ],
     extras_require={
         "test": [
