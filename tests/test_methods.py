@@ -72,12 +72,42 @@ def test_trains_under_mirrored_strategy_on_two_cpus(method, cpu_devices):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_train_step_compiles_with_xla(method):
+def test_train_step_compiles_with_xla_several_steps_per_execution(method):
+    """The TPU path's requirements on CPU: XLA-compiled steps, several per execution."""
     options = tiny_options(method)
-    model = build_model(method, options, jit_compile=True)
-    history = model.fit(toy_batches((2,)), steps_per_epoch=2, epochs=1, verbose=0)
+    model = build_model(method, options, jit_compile=True, steps_per_execution=2)
+    history = model.fit(toy_batches((2,)), steps_per_epoch=4, epochs=1, verbose=0)
     assert model.jit_compile is True
     assert all(np.all(np.isfinite(v)) for v in history.history.values())
+    assert int(model.g_optimizer.iterations.numpy()) == 4
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_trains_with_mixed_precision_and_exports_float32(method, precision):
+    options = {**tiny_options(method), "precision": precision}
+    model = build_model(method, options)
+    assert model.generators.compute_dtype == precision.removeprefix("mixed_")
+    assert all(v.dtype == "float32" for v in model.trainable_variables), "variables must stay float32"
+    assert isinstance(model.g_optimizer, keras.optimizers.LossScaleOptimizer) == (precision == "mixed_float16")
+    before = _snapshot(model.generator_variables)
+    history = model.fit(toy_batches((2,)), steps_per_epoch=3, epochs=1, verbose=0)
+    assert all(np.all(np.isfinite(v)) for v in history.history.values())
+    assert _moved(before, model.generator_variables)
+    samples, _ = model.sample(5, seed=1)
+    assert samples.dtype == np.float32 and np.all(np.isfinite(samples))
+    assert keras.config.dtype_policy().name == "float32", "building a model must not change the global policy"
+
+    from tfgan_mix.export.sampler import Sampler, calibrate
+
+    sampler = Sampler(model, calibrate(model, "truncation"))
+    assert sampler.model.generators.compute_dtype == "float32"
+    out = sampler.from_seed(tf.constant([1, 2], tf.int64))
+    assert out["samples"].dtype == tf.float32 and out["score"].dtype == tf.float32
+    # The float32 copy carries the trained weights: it agrees with the mixed model up to rounding.
+    noise = model.sample_noise(64, tf.constant([5, 5], tf.int64))
+    np.testing.assert_allclose(sampler.model.generate(noise)[0].numpy(), model.generate(noise)[0].numpy(),
+                               atol=0.1, rtol=0.05)
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -33,7 +33,8 @@ def build_discriminator(
         layers.append(keras.layers.Flatten())
     else:
         raise ValueError(f"unknown discriminator backbone {backbone!r}; choose 'mlp' or 'dcgan'")
-    layers.append(keras.layers.Dense(num_outputs, name="logits"))
+    # float32 logits under mixed precision: losses and rejection thresholds need the range.
+    layers.append(keras.layers.Dense(num_outputs, name="logits", dtype="float32"))
     return keras.Sequential(layers, name=name)
 
 

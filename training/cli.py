@@ -5,7 +5,8 @@
     tfgan-mix presets
     tfgan-mix train --method NAME --data DATA [--generators K] --steps N --out DIR
                     [--preset NAME] [--batch-size B] [--seed S] [--strategy default|mirrored|multiworker|tpu]
-                    [--devices N] [--tpu ADDRESS] [--config FILE.json] [--set key=value ...]
+                    [--devices N] [--tpu ADDRESS] [--precision float32|mixed_float16|mixed_bfloat16]
+                    [--config FILE.json] [--set key=value ...]
     tfgan-mix evaluate DIR --data DATA [--num-samples N] [--json OUT]
     tfgan-mix sample DIR|BASE/V|BASE/V/model.onnx -n N --out FILE.npy [--seed S]
     tfgan-mix export DIR --out BASE [--version V] [--formats savedmodel,onnx] [--reject RULE]
@@ -73,6 +74,8 @@ def cmd_train(args):
 
     _apply_preset(args)
     options = {**args.preset_options, **parse_options(args.config, args.set)}
+    if args.precision:
+        options["precision"] = args.precision
     get_method(args.method)  # unknown method: fail before touching data or disk
     dataset = load_dataset(args.data, seed=args.seed)  # invalid data: fail before any directory exists
     spec = T.TrainSpec(
@@ -287,6 +290,8 @@ def _parser():
     p.add_argument("--devices", type=_positive_int, help="replicas for --strategy mirrored")
     p.add_argument("--tpu", help="TPU address for --strategy tpu")
     p.add_argument("--jit-compile", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"],
+                   help="compute dtype of the networks (variables, routers and losses stay float32)")
     p.add_argument("--config", help="JSON file of method options")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option (repeatable)")
     p.add_argument("--epoch-steps", type=_positive_int, default=DEFAULT_EPOCH_STEPS,

@@ -22,6 +22,7 @@ Distribution rules (see DESIGN.md section 2), enforced here once for all methods
   replicas draws exactly the noise a single device would;
 * shapes are static (batch size from the data's static shape), so every step compiles with XLA.
 """
+import contextlib
 import dataclasses
 
 import keras
@@ -33,6 +34,7 @@ from tfgan_mix.layers import GeneratorBank
 from tfgan_mix.losses import get_loss_family, gradient_penalty
 
 NOISE_PRIORS = ("uniform", "normal")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 _SALTS_PER_STEP = 64  # distinct noise draws one train step may make (critic steps + generator step)
 
 
@@ -64,6 +66,7 @@ class GANConfig:
     beta_1: float = 0.5
     beta_2: float = 0.999
     amsgrad: bool = False
+    precision: str = "float32"
     seed: int = 0
 
     def __post_init__(self):
@@ -82,6 +85,8 @@ class GANConfig:
         self._check()
 
     def _check(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.noise not in NOISE_PRIORS:
             raise ValueError(f"noise must be one of {NOISE_PRIORS}, got {self.noise!r}")
         for name in ("num_generators", "latent_dim", "d_steps"):
@@ -112,14 +117,18 @@ class MixtureGAN(keras.Model):
     max_generators = None  # e.g. 1 for single-generator methods
     discriminator_outputs = 1  # > 1 adds auxiliary heads on the discriminator trunk
     rejection_rules = ("none", "discriminator", "router", "truncation")
-    default_rejection = "discriminator"
+    default_rejection = "truncation"  # measured: the rule that cleans NPGAN without skewing modes (README)
 
     def __init__(self, name=None, **options):
-        super().__init__(name=name or self.method_name or type(self).__name__.lower())
-        self.config = self._make_config(options)
-        self.loss_family = get_loss_family(self.config.loss)
-        self.build_networks()
-        self._build_by_tracing()
+        config = self._make_config(options)
+        # The model itself stays float32 so noise enters uncast (float16 uniforms would bias the
+        # inverse-CDF generator choice); its sub-layers take ``precision`` below.
+        super().__init__(name=name or self.method_name or type(self).__name__.lower(), dtype="float32")
+        self.config = config
+        self.loss_family = get_loss_family(config.loss)
+        with dtype_policy(config.precision):  # every sub-layer takes the model's precision
+            self.build_networks()
+            self._build_by_tracing()
 
     # ------------------------------------------------------------------ configuration
     @classmethod
@@ -270,7 +279,9 @@ class MixtureGAN(keras.Model):
         * ``none``: every candidate passes.
         * ``discriminator``: D's adversarial logit (threshold calibrated on held-back real data).
         * ``router``: the router's confidence max_i p(G_i | z) (low near partition boundaries).
-        * ``truncation``: minus the norm of z (max-norm for uniform noise, L2 for normal).
+        * ``truncation``: minus the L2 norm of z: paper 004 (section IV-D) drops "the least likely
+          25%" of z at sampling. For a uniform prior no z is less likely, but the largest-norm draws
+          are still the ones mapped to a generator's extremes, where its off-manifold samples are.
 
         Methods with their own rule (e.g. a partition check) extend ``rejection_rules`` and this.
         """
@@ -281,8 +292,7 @@ class MixtureGAN(keras.Model):
         if rule == "router":
             return tf.reduce_max(self.route(noise), axis=-1)
         if rule == "truncation":
-            z = noise["z"]
-            return -(tf.reduce_max(tf.abs(z), axis=-1) if self.config.noise == "uniform" else tf.norm(z, axis=-1))
+            return -tf.norm(noise["z"], axis=-1)
         raise ValueError(f"method {self.method_name!r} has no rejection rule {rule!r}; choose one of {self.rejection_rules}")
 
     # ------------------------------------------------------------------ Keras plumbing
@@ -308,7 +318,9 @@ class MixtureGAN(keras.Model):
         return list(self._trackers.values())
 
     def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
-        """Adam with the config's learning rates (TTUR) unless optimizers are given.
+        """Adam with the config's learning rates (TTUR) unless optimizers are given; with
+        ``precision="mixed_float16"`` each is wrapped in a ``LossScaleOptimizer`` (dynamic loss
+        scaling: float16 gradients underflow without it; bfloat16 has float32's range and needs none).
 
         Both optimizers are built on their variables here, under the caller's strategy scope: Keras
         3.15 creates slots lazily inside the distributed function otherwise (keras #23085), and
@@ -316,8 +328,8 @@ class MixtureGAN(keras.Model):
         """
         c = self.config
         kwargs.pop("optimizer", None)
-        self.d_optimizer = _optimizer(d_optimizer, c.d_learning_rate, c)
-        self.g_optimizer = _optimizer(g_optimizer, c.g_learning_rate, c)
+        self.d_optimizer = _loss_scaled(_optimizer(d_optimizer, c.d_learning_rate, c), c.precision)
+        self.g_optimizer = _loss_scaled(_optimizer(g_optimizer, c.g_learning_rate, c), c.precision)
         super().compile(optimizer=self.g_optimizer, **kwargs)
         self.d_optimizer.build(self.discriminator_variables)
         self.g_optimizer.build(self.generator_variables)
@@ -373,7 +385,8 @@ class MixtureGAN(keras.Model):
             terms = losses_fn(step)
             per_example = _total(terms, batch)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-        grads = tape.gradient(loss, variables)
+            scaled = optimizer.scale_loss(loss)  # the loss itself unless loss scaling is on
+        grads = tape.gradient(scaled, variables)
         optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
         self._record(player, terms, per_example)
 
@@ -461,5 +474,27 @@ def _static_batch(real):
 
 
 def _total(terms, batch):
-    """Sum of the loss terms per example; a batch-level (scalar) term is broadcast to (B,)."""
-    return tf.add_n([tf.broadcast_to(value, [batch]) for value in terms.values()])
+    """Sum of the loss terms per example, in float32; a batch-level (scalar) term is broadcast to (B,)."""
+    return tf.add_n([tf.broadcast_to(tf.cast(value, tf.float32), [batch]) for value in terms.values()])
+
+
+def _loss_scaled(optimizer, precision):
+    if precision == "mixed_float16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Keras's global dtype policy set to ``name`` while layers are created, then restored.
+
+    Variables stay float32 under the mixed policies; layers compute in float16/bfloat16. Layers
+    that must stay float32 say so themselves: routers (probabilities), the discriminator's logit
+    layer and the generators' output (losses, rejection scores and exported samples are float32).
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -19,12 +19,14 @@ class SoftmaxGate(keras.layers.Layer):
     """p(G_i | z) = softmax(MLP(z))_i over ``num_experts`` generators."""
 
     def __init__(self, num_experts, hidden_units=(), activation="leaky_relu", **kwargs):
+        kwargs.setdefault("dtype", "float32")  # probabilities in float32 under mixed precision
         super().__init__(**kwargs)
         self.num_experts = int(num_experts)
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.activation = activation
-        self.hidden = [keras.layers.Dense(u, name=f"hidden{i}") for i, u in enumerate(self.hidden_units)]
-        self.out = keras.layers.Dense(self.num_experts, name="logits")
+        self.hidden = [keras.layers.Dense(u, name=f"hidden{i}", dtype=self.dtype_policy)
+                       for i, u in enumerate(self.hidden_units)]
+        self.out = keras.layers.Dense(self.num_experts, name="logits", dtype=self.dtype_policy)
         self._act = get_activation(activation)
 
     def logits(self, z):
@@ -71,11 +73,12 @@ class SoftBinaryTree(keras.layers.Layer):
     """
 
     def __init__(self, depth, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # probabilities in float32 under mixed precision
         super().__init__(**kwargs)
         if int(depth) < 1:
             raise ValueError(f"tree depth must be >= 1, got {depth}")
         self.depth = int(depth)
-        self.nodes = keras.layers.Dense(2**self.depth - 1, name="gates")
+        self.nodes = keras.layers.Dense(2**self.depth - 1, name="gates", dtype=self.dtype_policy)
         # numpy, not tf.constant: made into constants inside each traced graph rather than captured
         # as external tensors, which SavedModel would have to track and tf2onnx would turn into inputs.
         self._path_nodes, self._path_signs = tree_paths(self.depth)

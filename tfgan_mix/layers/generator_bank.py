@@ -126,10 +126,15 @@ class GeneratorBank(keras.layers.Layer):
         return self.trunk(self.heads(z), per_generator_axis=True)
 
     def heads(self, z):
-        """The per-generator linear input layers: ``(B, K, head_width)``."""
-        kernel, bias = self.head
+        """The per-generator linear input layers: ``(B, K, head_width)``, in the compute dtype."""
+        kernel, bias = self._compute(*self.head)
+        z = tf.cast(z, self.compute_dtype)
         equation = "bi,kio->bko" if len(z.shape) == 2 else "bki,kio->bko"
         return tf.einsum(equation, z, kernel) + bias
+
+    def _compute(self, *weights):
+        # Explicit casts: MoG/HMoG call heads()/trunk() directly, outside Layer.__call__'s autocast.
+        return [tf.cast(w, self.compute_dtype) for w in weights]
 
     def trunk(self, h, per_generator_axis=False):
         """Run the trunk on head outputs.
@@ -140,14 +145,17 @@ class GeneratorBank(keras.layers.Layer):
         """
         if not per_generator_axis and not self.shared_trunk:
             raise ValueError("mixing head outputs before the trunk needs shared_trunk=True")
+        h = tf.cast(h, self.compute_dtype)
         if self.backbone == "mlp":
             out = self._mlp_trunk(h, per_generator_axis)
         else:
             out = self._conv_trunk(h, per_generator_axis)
         lead = [tf.shape(h)[0]] + ([self.num_generators] if per_generator_axis else [])
-        return self._out_act(tf.reshape(out, lead + list(self.sample_shape)))
+        # Samples leave in float32 whatever the compute dtype: losses, D's input and exports agree.
+        return tf.cast(self._out_act(tf.reshape(out, lead + list(self.sample_shape))), tf.float32)
 
     def _dense(self, x, kernel, bias, per_generator_axis):
+        kernel, bias = self._compute(kernel, bias)
         if len(kernel.shape) == 3:  # a kernel per generator: x is (B, K, in)
             return tf.einsum("bki,kio->bko", x, kernel) + bias
         # A shared kernel over any leading axes (tensordot, not an '...' einsum: tf2onnx lacks ellipses).
@@ -207,4 +215,5 @@ def _patches3x3(x):
 
 def _grouped_conv(x, kernel, bias):
     """A different 3x3 conv per generator, all K at once: x (B, K, H, W, C), kernel (K, 9C, out)."""
+    kernel, bias = tf.cast(kernel, x.dtype), tf.cast(bias, x.dtype)
     return tf.einsum("bkhwp,kpo->bkhwo", _patches3x3(x), kernel) + bias[None, :, None, None, :]

@@ -55,5 +55,5 @@ class MoG(MixtureGAN):
     def generate(self, noise, training=False):
         probs = self.route(noise, training)
         leaves = self.generators.heads(noise["z"])  # (B, K, h): G_m(z), Eq. 7
-        mixed = tf.einsum("bk,bkh->bh", probs, leaves)  # Eq. 6 at the root
+        mixed = tf.einsum("bk,bkh->bh", tf.cast(probs, leaves.dtype), leaves)  # Eq. 6 at the root
         return self.generators.trunk(mixed), tf.argmax(probs, axis=-1, output_type=tf.int32)
