@@ -15,7 +15,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from tfgan_mix.export.sampler import DEFAULT_CANDIDATES, Sampler, calibrate
+from tfgan_mix.export.sampler import DEFAULT_CANDIDATES, Sampler, calibrate, float32_model
 
 FORMATS = ("savedmodel", "onnx")
 ONNX_OPSET = 17
@@ -42,7 +42,7 @@ def export_run(run_dir, base, *, version=None, formats=FORMATS, rule=None, candi
     formats = _check_formats(formats)
     if version is not None and int(version) < 1:
         raise ValueError(f"version must be a positive integer, got {version}")
-    model = load_run(run_dir)
+    model = float32_model(load_run(run_dir))  # calibrate on what is exported
     if heldout is None:
         heldout = _heldout_data(read_run_info(run_dir))
     rejection = calibrate(model, rule, candidates, real=heldout.x[:CARD_SAMPLES], threshold=threshold)

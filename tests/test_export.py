@@ -1,6 +1,7 @@
 """Every registered method exports through the same path: Keras, SavedModel and ONNX agree on the
 same noise, including ``accepted`` and ``generator``; a version appears atomically or not at all."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -108,6 +109,27 @@ def test_unknown_rule_and_bad_candidates_are_named():
         calibrate(model, "discriminator")
 
 
+@pytest.mark.parametrize("rule", ["truncation", "router"])
+def test_noise_side_rules_keep_the_calibrated_share_of_the_prior(rule):
+    """Calibrated on one set of prior draws, the threshold passes ~``keep`` of fresh draws."""
+    model = build_model("npgan", tiny_options("npgan"))
+    rejection = calibrate(model, rule, keep=0.6)
+    assert rejection.rule == rule and "keeps 0.6" in rejection.how
+    noise = model.sample_noise(20_000, tf.constant([999, 1], tf.int64))
+    score = model.rejection_score(rule, noise, model.generate(noise)[0]).numpy()
+    assert abs(np.mean(score >= rejection.threshold) - 0.6) < 0.02
+    with pytest.raises(ValueError, match="keep must be in"):
+        calibrate(model, rule, keep=0.0)
+
+
+def test_default_rule_is_truncation_keeping_three_quarters():
+    model = build_model("npgan", tiny_options("npgan"))
+    rejection = calibrate(model)
+    assert rejection.rule == "truncation" and "keeps 0.75" in rejection.how
+    z = model.sample_noise(20_000, tf.constant([7, 7], tf.int64))["z"].numpy()
+    assert abs(np.mean(np.linalg.norm(z, axis=1) <= -rejection.threshold) - 0.75) < 0.02
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     from tfgan_mix.data import load_dataset
@@ -131,7 +153,7 @@ def test_export_writes_numbered_versions_with_a_model_card(run_dir, tmp_path):
     assert card["method"] == "npgan" and card["num_generators"] == 3
     assert [i["name"] for i in card["noise_inputs"]] == ["z", "u"]
     assert card["noise_inputs"][0]["shape"] == [None, card["candidates"], 4]
-    assert card["rejection"]["rule"] == "discriminator"  # the default, calibrated on held-back data
+    assert card["rejection"]["rule"] == "truncation"  # the default, calibrated on prior draws
     measured = card["measured"]
     assert 0 <= measured["acceptance_rate"] <= 1 and 0 <= measured["off_manifold_rate_raw"] <= 1
     assert measured["off_manifold_rate_accepted"] is None or 0 <= measured["off_manifold_rate_accepted"] <= 1
@@ -204,13 +226,14 @@ def test_sample_command_keeps_only_accepted_samples(run_dir, tmp_path, capsys, t
     from tfgan_mix.training import cli
 
     base = tmp_path / "base"
-    # Accept-all would prove nothing: truncation at radius 0.9 rejects a known share of uniform z.
+    # Accept-all would prove nothing: truncation at L2 radius 0.9 keeps a known share of uniform z.
     writer.export_run(run_dir, str(base), rule="truncation", threshold=-0.9, candidates=1)
     source = base / "1" / "model.onnx" if target == "onnx" else base / "1"
     out = tmp_path / "s.npy"
     assert cli.main(["sample", str(source), "-n", "300", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     rate = float(printed.split("acceptance rate ")[1].split()[0])
-    assert 0.9**4 - 0.05 < rate < 0.9**4 + 0.05  # P(max |z_i| <= 0.9) for 4-D uniform z
+    ball = math.pi**2 / 2 * 0.9**4 / 2**4  # P(|z| <= 0.9): 4-ball volume over the cube [-1, 1]^4
+    assert ball - 0.06 < rate < ball + 0.06
     samples = np.load(out)
     assert samples.shape == (300, 2) and np.all(np.isfinite(samples))
