@@ -138,6 +138,17 @@ def test_training_resumes_from_its_backup(tmp_path):
     assert int(model.g_optimizer.iterations.numpy()) == 6
 
 
+def test_train_with_mixed_precision_and_several_steps_per_execution(tmp_path, capsys):
+    out = tmp_path / "mixed"
+    code, printed, _ = run(capsys, "train", "--method", "npgan", "--data", "gaussians3", "--steps", "10",
+                           "--epoch-steps", "5", "--steps-per-execution", "5", "--precision", "mixed_float16",
+                           "--batch-size", "64", "--out", out, "--set", "router_units=[8]", *TINY)
+    assert code == 0, printed
+    model = T.load_run(out)
+    assert model.config.precision == "mixed_float16" and model.generators.compute_dtype == "float16"
+    assert int(model.g_optimizer.iterations.numpy()) == 10
+
+
 # ---------------------------------------------------------------------- bad input: exit 2, nothing written
 @pytest.mark.parametrize(
     "extra, message",
@@ -148,8 +159,9 @@ def test_training_resumes_from_its_backup(tmp_path):
         (["--method", "npgan", "--data", "gaussians3", "--set", "novalue"], "key=value"),
         (["--method", "npgan", "--data", "no_such_set"], "no_such_set"),
         (["--method", "npgan", "--data", "gaussians3", "--preset", "nope"], "unknown preset 'nope'"),
+        (["--method", "gan", "--data", "gaussians3", "--steps-per-execution", "3"], "must divide the epoch length"),
     ],
-    ids=["method", "k-for-single", "option", "set-syntax", "dataset", "preset"],
+    ids=["method", "k-for-single", "option", "set-syntax", "dataset", "preset", "steps-per-execution"],
 )
 def test_bad_arguments_exit_2_and_create_nothing(tmp_path, capsys, extra, message):
     out = tmp_path / "never"

@@ -5,7 +5,8 @@
     tfgan-mix presets
     tfgan-mix train --method NAME --data DATA [--generators K] --steps N --out DIR
                     [--preset NAME] [--batch-size B] [--seed S] [--strategy default|mirrored|multiworker|tpu]
-                    [--devices N] [--tpu ADDRESS] [--precision float32|mixed_float16|mixed_bfloat16]
+                    [--devices N] [--tpu ADDRESS] [--steps-per-execution N]
+                    [--precision float32|mixed_float16|mixed_bfloat16]
                     [--config FILE.json] [--set key=value ...]
     tfgan-mix evaluate DIR --data DATA [--num-samples N] [--json OUT]
     tfgan-mix sample DIR|BASE/V|BASE/V/model.onnx -n N --out FILE.npy [--seed S]
@@ -81,11 +82,14 @@ def cmd_train(args):
     spec = T.TrainSpec(
         method=args.method, data=args.data, steps=args.steps, num_generators=args.generators,
         batch_size=args.batch_size, seed=args.seed, options=options, epoch_steps=args.epoch_steps,
+        steps_per_execution=args.steps_per_execution,
     )
     T.check_out_dir(args.out, overwrite=args.overwrite)
     strategy = make_strategy(args.strategy, devices=args.devices, tpu=args.tpu)
     start = time.perf_counter()
-    model, _ = T.train(spec, dataset, args.out, strategy=strategy, jit_compile=_jit(args.jit_compile))
+    # TPUs run XLA only: the TPU path always compiles, as the CPU tests do with jit_compile=True.
+    jit = True if args.strategy == "tpu" else _jit(args.jit_compile)
+    model, _ = T.train(spec, dataset, args.out, strategy=strategy, jit_compile=jit)
     seconds = time.perf_counter() - start
     print(f"trained {args.method} on {dataset.name} for {args.steps} steps in {seconds:.1f} s "
           f"({args.steps / seconds:.1f} steps/s)")
@@ -290,6 +294,8 @@ def _parser():
     p.add_argument("--devices", type=_positive_int, help="replicas for --strategy mirrored")
     p.add_argument("--tpu", help="TPU address for --strategy tpu")
     p.add_argument("--jit-compile", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--steps-per-execution", type=_positive_int, default=1,
+                   help="train steps per compiled call (use many on TPUs); must divide --epoch-steps' epoch length")
     p.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"],
                    help="compute dtype of the networks (variables, routers and losses stay float32)")
     p.add_argument("--config", help="JSON file of method options")

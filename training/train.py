@@ -32,6 +32,7 @@ class TrainSpec:
     seed: int = 0
     options: dict = dataclasses.field(default_factory=dict)
     epoch_steps: int = 500  # steps between logs, pictures and backups
+    steps_per_execution: int = 1  # train steps per call into the compiled function (TPUs want many)
 
     def model_options(self, dataset):
         options = {"data_shape": dataset.example_shape, "seed": self.seed, **self.options}
@@ -92,13 +93,17 @@ def train(spec, dataset, out_dir, strategy=None, jit_compile="auto", verbose=1, 
     get_method(spec.method)._make_config(options)  # bad options fail before anything is written
     global_batch = spec.batch_size
     steps_per_epoch, epochs = epoch_plan(spec.steps, spec.epoch_steps)
+    if spec.steps_per_execution < 1 or steps_per_epoch % spec.steps_per_execution:
+        raise ValueError(f"steps per execution ({spec.steps_per_execution}) must divide the epoch length "
+                         f"({steps_per_epoch} steps; set with --epoch-steps)")
     data = make_dataset(dataset.x, global_batch, seed=spec.seed)
 
     run_dir = worker_dir(out_dir)
     os.makedirs(run_dir, exist_ok=True)
     _write_json(os.path.join(run_dir, RUN_FILE), {**dataclasses.asdict(spec), "model_options": options})
     keras.utils.set_random_seed(spec.seed)  # weight initialisation too, so a run repeats exactly
-    model = build_model(spec.method, options, strategy, jit_compile=jit_compile)
+    model = build_model(spec.method, options, strategy, jit_compile=jit_compile,
+                        steps_per_execution=spec.steps_per_execution)
     callbacks = [
         # double_checkpoint: a kill while writing a backup falls back to the one before it.
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), save_freq="epoch", double_checkpoint=True),
