@@ -30,14 +30,24 @@ PRIOR_DRAWS = 100_000  # prior draws behind a noise-side quantile (seeded: expor
 ACCEPT_ALL = float(np.finfo(np.float32).min)
 
 
+# Discriminator rejection sampling (Azadi et al. 2019): a rule of the sampler, so every method
+# with a discriminator has it. Burn-in size and the percentile that sets gamma follow the paper.
+DRS_BURN_IN = 10_000
+DRS_PERCENTILE = 80  # gamma: this percentile of F over the burn-in (the paper's "dynamic" gamma)
+DRS_EPSILON = 1e-6
+SAMPLER_RULES = ("drs",)
+
+
 @dataclasses.dataclass(frozen=True)
 class Rejection:
-    """A rule and the threshold its score must reach; ``how`` says where the threshold came from."""
+    """A rule and the threshold its score must reach; ``how`` says where the threshold came from;
+    ``params`` holds a rule's own constants (DRS: the burn-in max logit and gamma)."""
 
     rule: str
     threshold: float
     candidates: int
     how: str
+    params: tuple = ()  # (name, value) pairs: hashable, and written to the model card as a dict
 
 
 def calibrate(model, rule=None, candidates=DEFAULT_CANDIDATES, real=None, threshold=None,
@@ -47,13 +57,15 @@ def calibrate(model, rule=None, candidates=DEFAULT_CANDIDATES, real=None, thresh
     ``real`` data; the noise-side rules (truncation, router) so that a share ``keep`` of prior
     draws passes."""
     rule = rule or model.default_rejection
-    if rule not in model.rejection_rules:
+    if rule not in (*model.rejection_rules, *SAMPLER_RULES):
         raise ValueError(f"method {model.method_name!r} has no rejection rule {rule!r}; "
-                         f"choose one of {', '.join(model.rejection_rules)}")
+                         f"choose one of {', '.join((*model.rejection_rules, *SAMPLER_RULES))}")
     if int(candidates) < 1:
         raise ValueError(f"candidates must be >= 1, got {candidates}")
     if rule == "none":
         return Rejection(rule, ACCEPT_ALL, int(candidates), "accepts every sample")
+    if rule == "drs":
+        return calibrate_drs(model, int(candidates), 0.0 if threshold is None else float(threshold))
     if threshold is not None:
         return Rejection(rule, float(threshold), int(candidates), "given")
     if rule == "discriminator":
@@ -70,12 +82,31 @@ def calibrate(model, rule=None, candidates=DEFAULT_CANDIDATES, real=None, thresh
     raise ValueError(f"no default threshold for rule {rule!r}; pass one")
 
 
+def calibrate_drs(model, candidates, threshold=0.0, burn_in=DRS_BURN_IN, percentile=DRS_PERCENTILE):
+    """DRS's constants from a burn-in of the model's own samples: D*_max, the largest logit seen,
+    and gamma, the ``percentile`` of F(x) (Azadi et al. 2019, section 3.2 and Algorithm 1)."""
+    logits = prior_scores(model, "discriminator", draws=burn_in)
+    d_max = float(logits.max())
+    gamma = float(np.percentile(drs_f(logits, d_max, 0.0), percentile))
+    return Rejection("drs", threshold, candidates, f"D*_max and gamma (percentile {percentile} of F) from "
+                     f"{burn_in} samples", params=(("d_max", d_max), ("gamma", gamma)))
+
+
+def drs_f(logits, d_max, gamma, xp=np):
+    """F(x) = D~(x) - D*_max - log(1 - exp(D~(x) - D*_max - eps)) - gamma (Azadi et al. 2019, Eq. 8).
+
+    sigmoid(F) is the acceptance probability. A logit above the burn-in's max is clipped to it
+    (accepted with the highest probability) rather than making the log undefined."""
+    shifted = xp.minimum(logits - d_max, 0.0)
+    return shifted - xp.log(1.0 - xp.exp(shifted - DRS_EPSILON)) - gamma
+
+
 def prior_scores(model, rule, draws=PRIOR_DRAWS, seed=12345):
     """The rule's scores on ``draws`` samples of the model's own noise prior, in batches."""
     scores = []
     for start in range(0, draws, 10_000):
         noise = model.sample_noise(10_000, tf.constant([seed, start], tf.int64))
-        samples = model.generate(noise)[0] if rule == "router" else noise["z"]  # truncation needs no samples
+        samples = noise["z"] if rule == "truncation" else model.generate(noise)[0]  # truncation needs no samples
         scores.append(model.rejection_score(rule, noise, samples).numpy())
     return np.concatenate(scores)
 
@@ -88,6 +119,8 @@ class Sampler(tf.Module):
         self.model = float32_model(model)
         self.rejection = rejection
         self.noise_spec = model.noise_spec()
+        if rejection.rule == "drs":  # DRS accepts at random: one more uniform per candidate
+            self.noise_spec["accept_u"] = ((), "uniform01")
         self.candidates = rejection.candidates
 
     # ------------------------------------------------------------------ signatures
@@ -112,7 +145,7 @@ class Sampler(tf.Module):
         """Per-row stateless noise for ``m`` candidates: row ``r`` uses ``model.sample_noise(m, [seed_r, 0])``."""
         m = self.candidates
         signature = {name: tf.TensorSpec([m, *shape], tf.float32) for name, (shape, _) in self.noise_spec.items()}
-        draw = lambda s: self.model.sample_noise(m, tf.stack([s, tf.zeros([], tf.int64)]))  # noqa: E731
+        draw = lambda s: self.model.sample_noise(m, tf.stack([s, tf.zeros([], tf.int64)]), self.noise_spec)  # noqa: E731
         return tf.map_fn(draw, tf.cast(seed, tf.int64), fn_output_signature=signature)
 
     def from_seed(self, seed):
@@ -122,7 +155,7 @@ class Sampler(tf.Module):
         m = self.candidates
         flat = {name: tf.reshape(value, [-1, *value.shape[2:]]) for name, value in noise.items()}
         samples, generator = self.model.generate(flat, training=False)
-        score = tf.reshape(self.model.rejection_score(self.rejection.rule, flat, samples), [-1, m])
+        score = tf.reshape(self.candidate_scores(flat, samples), [-1, m])
         passed = score >= rejection_threshold(self.rejection)
         accepted = tf.reduce_any(passed, axis=1)
         # First passing candidate: the count of leading failures (no argmax tie-breaking involved).
@@ -137,6 +170,17 @@ class Sampler(tf.Module):
             "generator": tf.reduce_sum(tf.reshape(generator, [-1, m]) * tf.cast(chosen, tf.int32), axis=1),
             "score": tf.reduce_sum(score * chosen, axis=1),
         }
+
+
+    def candidate_scores(self, noise, samples):
+        """The rule's score of each candidate; DRS's is F(x) - logit(u), which is >= 0 exactly
+        when a uniform u falls below the acceptance probability sigmoid(F(x))."""
+        if self.rejection.rule != "drs":
+            return self.model.rejection_score(self.rejection.rule, noise, samples)
+        params = dict(self.rejection.params)
+        logits = self.model.rejection_score("discriminator", noise, samples)
+        u = tf.clip_by_value(noise["accept_u"], 1e-7, 1.0 - 1e-7)
+        return drs_f(logits, params["d_max"], params["gamma"], xp=tf.math) - (tf.math.log(u) - tf.math.log(1.0 - u))
 
 
 def float32_model(model):

@@ -117,7 +117,8 @@ def model_card(sampler, heldout, formats):
         ],
         "outputs": {"samples": ["batch", *model.config.data_shape], "accepted": ["batch"], "generator": ["batch"],
                     "score": ["batch"]},
-        "rejection": {"rule": rejection.rule, "threshold": rejection.threshold, "threshold_from": rejection.how},
+        "rejection": {"rule": rejection.rule, "threshold": rejection.threshold, "threshold_from": rejection.how,
+                      **dict(rejection.params)},
         "seed_signature": "serving_default: seed int64 (batch,); row r draws model noise with stateless seed [seed_r, 0]",
         "measured": measured,
     }

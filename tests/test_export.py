@@ -40,7 +40,7 @@ def _middle_threshold(sampler, noise):
     (one that did could pass in one runtime and fail in another)."""
     flat = {k: tf.reshape(v, [-1, *v.shape[2:]]) for k, v in noise.items()}
     samples, _ = sampler.model.generate(flat)
-    scores = np.sort(sampler.model.rejection_score(sampler.rejection.rule, flat, samples).numpy())
+    scores = np.sort(sampler.candidate_scores(flat, samples).numpy())
     low, high = len(scores) // 2, int(0.9 * len(scores))
     i = low + int(np.argmax(np.diff(scores[low:high + 1])))
     return float((scores[i] + scores[i + 1]) / 2)
@@ -54,6 +54,10 @@ def test_keras_savedmodel_and_onnx_agree(method, tmp_path):
     # Re-calibrate so the rule really rejects some candidates: the parity must cover both branches.
     sampler = Sampler(sampler.model, calibrate(sampler.model, sampler.rejection.rule, CANDIDATES,
                                                threshold=_middle_threshold(sampler, noise)))
+    _assert_runtimes_agree(sampler, noise, seeds, tmp_path)
+
+
+def _assert_runtimes_agree(sampler, noise, seeds, tmp_path):
     keras_out = {k: v.numpy() for k, v in sampler.from_noise(noise).items()}
     assert 0 < keras_out["accepted"].mean() < 1, "the test needs rows that pass and rows that fail"
 
@@ -73,6 +77,17 @@ def test_keras_savedmodel_and_onnx_agree(method, tmp_path):
         np.testing.assert_array_equal(other["generator"], keras_out["generator"])
         for key in ("samples", "score"):
             assert np.max(np.abs(other[key] - keras_out[key])) <= 1e-4, key
+
+
+@pytest.mark.parametrize("rule", ["drs"])
+def test_sampler_rules_agree_across_runtimes(rule, tmp_path):
+    """Rules of the sampler itself (not of a method) export like the methods' own."""
+    model = build_model("npgan", tiny_options("npgan"))
+    sampler = Sampler(model, calibrate(model, rule, CANDIDATES))
+    seeds = tf.range(64, dtype=tf.int64)
+    noise = sampler.candidate_noise(seeds)
+    sampler = Sampler(model, calibrate(model, rule, CANDIDATES, threshold=_middle_threshold(sampler, noise)))
+    _assert_runtimes_agree(sampler, noise, seeds, tmp_path)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -128,6 +143,32 @@ def test_default_rule_is_truncation_keeping_three_quarters():
     assert rejection.rule == "truncation" and "keeps 0.75" in rejection.how
     z = model.sample_noise(20_000, tf.constant([7, 7], tf.int64))["z"].numpy()
     assert abs(np.mean(np.linalg.norm(z, axis=1) <= -rejection.threshold) - 0.75) < 0.02
+
+
+def test_drs_score_is_the_papers_f_against_a_uniform():
+    """Azadi et al. 2019, Eq. 8, on hand-computed values, and DRS parity across runtimes."""
+    from tfgan_mix.export.sampler import drs_f
+
+    logits = np.array([-2.0, 0.0, 1.0, 3.0])
+    expected = [-3.0 - np.log(1 - np.exp(-3.0 - 1e-6)) - 0.5, -1.0 - np.log(1 - np.exp(-1.0 - 1e-6)) - 0.5,
+                0.0 - np.log(1 - np.exp(-1e-6)) - 0.5, 0.0 - np.log(1 - np.exp(-1e-6)) - 0.5]  # 3.0 clipped to max
+    np.testing.assert_allclose(drs_f(logits, 1.0, 0.5), expected, rtol=1e-6)
+
+    model = build_model("npgan", tiny_options("npgan"))
+    rejection = calibrate(model, "drs", CANDIDATES)
+    params = dict(rejection.params)
+    assert rejection.threshold == 0.0 and set(params) == {"d_max", "gamma"}
+    sampler = Sampler(model, rejection)
+    assert "accept_u" in sampler.noise_spec
+    noise = sampler.candidate_noise(tf.range(200, dtype=tf.int64))
+    flat = {k: tf.reshape(v, [-1, *v.shape[2:]]) for k, v in noise.items()}
+    samples, _ = model.generate(flat)
+    f = drs_f(model.discriminate(samples).numpy(), params["d_max"], params["gamma"])
+    u = flat["accept_u"].numpy()
+    passed = (sampler.candidate_scores(flat, samples).numpy() >= 0).reshape(-1, CANDIDATES)
+    np.testing.assert_array_equal(passed, (u < 1 / (1 + np.exp(-f))).reshape(-1, CANDIDATES))
+    # gamma at the 80th percentile of F: a candidate passes with probability mean(sigmoid(F)).
+    assert abs(passed.mean() - np.mean(1 / (1 + np.exp(-f)))) < 0.05
 
 
 @pytest.fixture(scope="module")

@@ -325,7 +325,8 @@ def _parser():
     p.add_argument("--out", required=True, help="base directory; the version goes to BASE/<version>/")
     p.add_argument("--version", type=_positive_int, help="default: the next free integer")
     p.add_argument("--formats", default="savedmodel,onnx", help="comma-separated: savedmodel, onnx")
-    p.add_argument("--reject", help="rejection rule (default: the method's): none, discriminator, router, truncation")
+    p.add_argument("--reject", help="rejection rule (default: the method's): none, discriminator, router, "
+                                    "truncation, drs, or a method's own")
     p.add_argument("--candidates", type=_positive_int, default=8, help="candidates drawn per output row")
     p.add_argument("--threshold", type=float, help="accept when the rule's score reaches this (default: calibrated)")
     p.set_defaults(run=cmd_export)
