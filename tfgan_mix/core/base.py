@@ -116,6 +116,7 @@ class MixtureGAN(keras.Model):
     method_name = None  # set by @register_method
     max_generators = None  # e.g. 1 for single-generator methods
     discriminator_outputs = 1  # > 1 adds auxiliary heads on the discriminator trunk
+    equal_generator_usage = False  # True: generators are used equally by design (uniform choice, balanced gate)
     rejection_rules = ("none", "discriminator", "router", "truncation")
     default_rejection = "truncation"  # measured: the rule that cleans NPGAN without skewing modes (README)
 
