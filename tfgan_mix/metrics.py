@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 from scipy import linalg, optimize
-from scipy.spatial import cKDTree
+from scipy.spatial import cKDTree, distance
 
 # Paper 000, section 4.2: a real point is uncovered when no generated point lies within epsilon of it.
 PAPER_COVERAGE_EPSILON = 0.001
@@ -66,7 +66,7 @@ def earth_movers_distance(a, b, *, max_points=2000, seed=0):
     n = min(len(a), len(b), max_points)
     a = a[rng.choice(len(a), n, replace=False)]
     b = b[rng.choice(len(b), n, replace=False)]
-    cost = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)
+    cost = distance.cdist(a, b)  # (n, n) without the (n, n, d) difference tensor
     rows, cols = optimize.linear_sum_assignment(cost)
     return float(cost[rows, cols].mean())
 
