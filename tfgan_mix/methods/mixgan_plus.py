@@ -1,0 +1,351 @@
+"""``mixgan_plus``: MIX+GAN with a WGAN-GP base (paper 001, "Lessons Learned from the Training of
+GANs on Artificial Datasets", section III-B; MIX+GAN is Arora et al. 2017).
+
+n_G generators G_i and n_D discriminators D_j. Both players play mixed strategies with weights
+w = softmax(a) over generators and v = softmax(b) over discriminators (a, b trainable logits):
+
+    p_g(x) = sum_i w_i p_gi(x)                                                          (Eq. 4)
+    D(x)   = sum_j v_j D_j(x)                                                           (Eq. 5)
+    L_D = sum_j sum_i v_j w_i E_{x~P_gi}[L_D,fake(D_j(x))]                              (Eq. 6)
+        + sum_j v_j E_{x~P_r}[L_D,real(D_j(x))] - (1/n_D) sum_j log v_j                  (Eq. 7)
+    L_G = sum_j sum_i v_j w_i E_{x~P_gi}[L_G(D_j(x))] - (1/n_G) sum_i log w_i            (Eq. 8)
+
+The log terms pull the weights towards uniform. With the WGAN-GP base (Eq. 3) L_D,fake(d) = d,
+L_D,real(d) = -d, L_G(d) = -d. Since sum_i w_i = 1, Eqs. 6-7 equal sum_ij v_j w_i L_ij, where
+L_ij is D_j's critic loss against G_i alone; we put D_j's gradient penalty on the interpolates
+between real data and G_i's fakes inside L_ij (where the penalty goes is our choice, paper silent).
+a belongs to the generator player, b (with every D_j) to the discriminator player.
+
+Section IV-D: in each iteration "each generator generates n_D batches of fake data, which are
+distributed to the n_D discriminators": every pair (i, j) gets its own noise, so one example
+carries n_G x n_D fakes. All n_G generators run as one ``GeneratorBank`` and all n_D
+discriminators as one ``DiscriminatorBank`` (stacked kernels, one einsum per layer), so nothing
+loops over n_G x n_D; n_G and n_D are independent (the reference MIX+GAN code sizes v by n_G).
+
+Inference draws the generator from w (``route`` returns softmax(a) for every z).
+
+Defaults (sections IV-B and IV-D): 5-layer networks (3 hidden layers of 1024 LeakyReLU units),
+z ~ N(0, I_1024), lambda = 10, 5 critic updates per generator update, Adam with TTUR: D 1e-4,
+G 1e-5. Deviation: the paper updates G first and then D five times; the base class runs the five
+critic updates first, which only shifts the sequence by one generator update.
+"""
+import contextlib
+import dataclasses
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfgan_mix.core import GANConfig, MixtureGAN, register_method
+from tfgan_mix.layers import get_activation
+from tfgan_mix.layers.generator_bank import _patches3x3
+
+
+@dataclasses.dataclass
+class MixGANPlusConfig(GANConfig):
+    num_generators: int = 3  # n_G; 3G3D is the paper's set-up for the training-set-size study (Fig. 11)
+    num_discriminators: int = 3  # n_D
+    latent_dim: int = 1024  # section IV-D: z has the data's dimension
+    noise: str = "normal"  # section IV-D: 1024-d Gaussian input noise
+    generator_units: tuple = (1024, 1024, 1024)  # section IV-B: 5 layers, 1024 units per hidden layer
+    discriminator_units: tuple = (1024, 1024, 1024)
+    loss: str = "wasserstein"  # section III: WGAN-GP base
+    gradient_penalty: float = 10.0  # section IV-D
+    d_steps: int = 5  # section IV-D
+    g_learning_rate: float = 1e-5  # section IV-D: TTUR
+    d_learning_rate: float = 1e-4
+    beta_1: float = 0.5  # paper silent on Adam's betas; those of WGAN-GP's toy code, which it follows
+    beta_2: float = 0.9
+
+    def _check(self):
+        super()._check()
+        if int(self.num_discriminators) < 1:
+            raise ValueError(f"num_discriminators must be >= 1, got {self.num_discriminators}")
+
+
+# ---------------------------------------------------------------------- layers
+@keras.saving.register_keras_serializable(package="tfgan_mix")
+class DiscriminatorBank(keras.layers.Layer):
+    """n_D same-shaped discriminators as one layer, plus their mixture weights v = softmax(b).
+
+    Layer l of all discriminators is one kernel ``(n_D, in, out)`` (an einsum per layer, as in
+    ``GeneratorBank``). Backbones: ``mlp`` (Dense + activation) and ``dcgan`` (3x3 convs with
+    stride 2 as patch einsums, then a linear read-out), the shapes of ``backbones.build_discriminator``.
+
+    ``call(x)`` -> ``(B, 1 + n_D)``: column 0 is the mixed critic D(x) = sum_j v_j D_j(x) (Eq. 5),
+    columns 1.. are the D_j(x) (the package's "column 0 is adversarial" convention).
+    ``scores(x)``: every D_j on a shared batch, ``(B, n_D)``. ``per_discriminator(x)``: x is
+    ``(N, n_D, *sample_shape)`` and D_j sees only ``x[:, j]``, ``(N, n_D)``.
+
+    ``learn_weights=False`` keeps v uniform (scalable MIX-GAN). ``groups`` > 1 splits the
+    discriminators round-robin into groups with their own kernels, group g holding discriminators
+    g, g + groups, ...; with ``devices`` each group lives on ``devices[g % len(devices)]``
+    (paper 001 section V: D_j on device j mod n).
+    """
+
+    def __init__(self, num_discriminators, sample_shape, units=(1024, 1024, 1024), backbone="mlp",
+                 conv_filters=(32, 64), activation="leaky_relu", learn_weights=True, groups=1, devices=(),
+                 **kwargs):
+        super().__init__(**kwargs)
+        if backbone not in ("mlp", "dcgan"):
+            raise ValueError(f"unknown discriminator backbone {backbone!r}; choose 'mlp' or 'dcgan'")
+        self.num_discriminators = int(num_discriminators)
+        self.sample_shape = tuple(int(s) for s in sample_shape)
+        self.units = tuple(int(u) for u in units)
+        self.backbone = backbone
+        self.conv_filters = tuple(int(f) for f in conv_filters)
+        self.activation = activation
+        self.learn_weights = bool(learn_weights)
+        self.devices = tuple(devices)
+        self.split = ComponentSplit(self.num_discriminators, groups, self.devices)
+        self._act = get_activation(activation)
+        self.build((None, *self.sample_shape))
+
+    def build(self, input_shape):
+        if self.built:
+            return
+        self.mixture_logits = self.add_weight(name="mixture_logits", shape=(self.num_discriminators,),
+                                              initializer="zeros", trainable=self.learn_weights)
+        self.group_layers = []
+        for g, members in enumerate(self.split.members):
+            with self.split.device_scope(g, placed=True):
+                self.group_layers.append(self._make_kernels(len(members), f"g{g}_"))
+        self.built = True
+
+    def _make_kernels(self, count, prefix):
+        if self.backbone == "mlp":
+            widths = [math.prod(self.sample_shape), *self.units, 1]
+            shapes = list(zip(widths[:-1], widths[1:]))
+        else:
+            h, w, c = self.sample_shape
+            channels = [c, *self.conv_filters]
+            shapes = [(9 * c_in, c_out) for c_in, c_out in zip(channels[:-1], channels[1:])]
+            for _ in self.conv_filters:
+                h, w = (h + 1) // 2, (w + 1) // 2
+            shapes.append((h * w * channels[-1], 1))
+        kernels = []
+        for i, (fan_in, fan_out) in enumerate(shapes):
+            limit = math.sqrt(6.0 / (fan_in + fan_out))  # Glorot uniform per discriminator, Keras' Dense default
+            kernel = self.add_weight(name=f"{prefix}layer{i}_kernel", shape=(count, fan_in, fan_out),
+                                     initializer=keras.initializers.RandomUniform(-limit, limit))
+            bias = self.add_weight(name=f"{prefix}layer{i}_bias", shape=(count, fan_out), initializer="zeros")
+            kernels.append((kernel, bias))
+        return kernels
+
+    # ------------------------------------------------------------------ mixture weights
+    def mixture_weights(self):
+        """v = softmax(b), ``(n_D,)``."""
+        return tf.nn.softmax(self.mixture_logits)
+
+    def log_mixture_weights(self):
+        return tf.nn.log_softmax(self.mixture_logits)
+
+    # ------------------------------------------------------------------ forward
+    def call(self, x):
+        scores = self.scores(x)
+        mixed = tf.reduce_sum(scores * self.mixture_weights(), axis=1, keepdims=True)  # Eq. 5
+        return tf.concat([mixed, scores], axis=1)
+
+    def scores(self, x, placed=False):
+        """Every D_j on the same batch: ``(B, *sample_shape)`` -> ``(B, n_D)``."""
+        return self.split.apply(lambda g, xg: self._net(xg, self.group_layers[g], False), x, False, placed)
+
+    def per_discriminator(self, x, placed=False):
+        """D_j on its own inputs: ``(N, n_D, *sample_shape)`` -> ``(N, n_D)``."""
+        return self.split.apply(lambda g, xg: self._net(xg, self.group_layers[g], True), x, True, placed)
+
+    def _net(self, x, kernels, per_discriminator):
+        lead = 2 if per_discriminator else 1
+        if self.backbone == "mlp":
+            h = tf.reshape(x, [-1, *x.shape[1:lead], math.prod(self.sample_shape)])
+            for i, (kernel, bias) in enumerate(kernels):
+                h = _dense(h, kernel, bias, shared=(i == 0 and not per_discriminator))
+                if i < len(kernels) - 1:
+                    h = self._act(h)
+            return h[..., 0]
+        h = x
+        for i, (kernel, bias) in enumerate(kernels[:-1]):
+            patches = _patches3x3(h)[..., ::2, ::2, :]  # 3x3 conv, stride 2, zero padding 1
+            if i == 0 and not per_discriminator:
+                h = tf.einsum("bhwp,jpo->bjhwo", patches, kernel)
+            else:
+                h = tf.einsum("bjhwp,jpo->bjhwo", patches, kernel)
+            h = self._act(h + bias[None, :, None, None, :])
+        if len(kernels) == 1 and not per_discriminator:  # no conv layer: the read-out sees the raw input
+            h = tf.tile(h[:, None], [1, kernels[-1][0].shape[0], 1, 1, 1])
+        h = tf.reshape(h, [-1, h.shape[1], math.prod(h.shape[2:])])
+        kernel, bias = kernels[-1]
+        return (tf.einsum("bji,jio->bjo", h, kernel) + bias)[..., 0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_discriminators=self.num_discriminators, sample_shape=list(self.sample_shape),
+                      units=list(self.units), backbone=self.backbone, conv_filters=list(self.conv_filters),
+                      activation=self.activation, learn_weights=self.learn_weights, groups=self.split.groups,
+                      devices=list(self.devices))
+        return config
+
+
+def _dense(h, kernel, bias, shared):
+    """One affine layer of all discriminators: a shared input ``(B, in)`` or per-discriminator ``(B, J, in)``."""
+    if shared:
+        return tf.einsum("bi,jio->bjo", h, kernel) + bias
+    return tf.einsum("bji,jio->bjo", h, kernel) + bias
+
+
+@keras.saving.register_keras_serializable(package="tfgan_mix")
+class MixtureWeights(keras.layers.Layer):
+    """Trainable mixture weights w = softmax(a) over ``num_components`` (logits start at 0: uniform)."""
+
+    def __init__(self, num_components, **kwargs):
+        super().__init__(**kwargs)
+        self.num_components = int(num_components)
+        self.logits = self.add_weight(name="logits", shape=(self.num_components,), initializer="zeros")
+        self.built = True
+
+    def probs(self):
+        return tf.nn.softmax(self.logits)
+
+    def log_probs(self):
+        return tf.nn.log_softmax(self.logits)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_components=self.num_components)
+        return config
+
+
+class ComponentSplit:
+    """K components (generators or discriminators) held in ``groups`` round-robin groups: group g
+    holds components g, g + groups, g + 2 groups, ... (paper 001 section V: component k on device
+    k mod n). ``apply`` runs a per-group function and returns the K outputs in component order.
+
+    Device scopes are used only when asked (``placed``), when devices are given, and never under a
+    ``tf.distribute`` strategy, which places everything itself (data parallelism).
+    """
+
+    def __init__(self, num_components, groups=1, devices=()):
+        self.groups = max(1, min(int(groups), int(num_components)))
+        self.devices = tuple(devices)
+        self.members = [list(range(g, num_components, self.groups)) for g in range(self.groups)]
+        order = [k for members in self.members for k in members]  # component at each concatenated position
+        self.inverse = np.argsort(order).astype(np.int32)  # numpy: a constant in every traced graph
+
+    def device_scope(self, group, placed):
+        if not placed or not self.devices or tf.distribute.has_strategy():
+            return contextlib.nullcontext()
+        return tf.device(self.devices[group % len(self.devices)])
+
+    def apply(self, fn, x, per_component, placed=False):
+        """``fn(g, x_g)`` -> ``(N, K_g, ...)``; ``x`` is shared, or ``(N, K, ...)`` when ``per_component``."""
+        if self.groups == 1:
+            with self.device_scope(0, placed):
+                return fn(0, x)
+        outputs = []
+        for g, members in enumerate(self.members):  # a loop over devices, not over components
+            with self.device_scope(g, placed):
+                xg = tf.gather(x, np.asarray(members, np.int32), axis=1) if per_component else x
+                outputs.append(fn(g, xg))
+        return tf.gather(tf.concat(outputs, axis=1), self.inverse, axis=1)
+
+
+def per_discriminator_gradient_penalty(critic, x_hat):
+    """(||grad_x D_j(x_hat)||_2 - 1)^2 for inputs ``(N, n_D, *shape)`` meant for D_j, ``(N, n_D)``.
+
+    Gulrajani et al. 2017, Eq. 3 (paper 001 Eq. 3), without lambda. Each score depends only on its
+    own input, so the gradient of their sum gives every per-input gradient in one backward pass.
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(x_hat)
+        scores = critic(x_hat)
+    grads = tape.gradient(scores, x_hat)  # a non-scalar target: the gradient of its sum
+    squares = tf.reduce_sum(tf.reshape(tf.square(grads), [tf.shape(grads)[0], grads.shape[1], -1]), axis=-1)
+    return tf.square(tf.sqrt(squares + 1e-12) - 1.0)
+
+
+def entropy_regularizer(log_weights):
+    """-(1/n) sum_k log p_k (paper 001, Eqs. 7-8): smallest, log n, at the uniform distribution."""
+    return -tf.reduce_mean(log_weights)
+
+
+# ---------------------------------------------------------------------- the method
+@register_method("mixgan_plus")
+class MixGANPlus(MixtureGAN):
+    config_class = MixGANPlusConfig
+
+    def build_networks(self):
+        c = self.config
+        self.generators = self.make_generator_bank()
+        self.generator_weights = MixtureWeights(c.num_generators, name="generator_weights")
+        self.critics = DiscriminatorBank(
+            c.num_discriminators, c.data_shape, units=c.discriminator_units, backbone=c.discriminator_backbone,
+            conv_filters=c.discriminator_filters, activation=c.activation, learn_weights=True, name="critics")
+        # A Keras model around the bank (column 0: the mixed D of Eq. 5), for tools that expect one.
+        self.discriminator = keras.Sequential([keras.Input(c.data_shape), self.critics], name="discriminator")
+
+    def discriminator_layers(self):
+        # v (the bank's mixture logits) is the discriminator player's; w stays with the generators.
+        return [self.discriminator]
+
+    # ------------------------------------------------------------------ noise
+    def training_noise_spec(self):
+        """One z per (discriminator, generator) pair and one interpolation weight per pair."""
+        c = self.config
+        pairs = (c.num_discriminators, c.num_generators)
+        return {"z": ((*pairs, c.latent_dim), c.noise), "gp_epsilon": (pairs, "uniform01")}
+
+    # ------------------------------------------------------------------ routing
+    def route(self, noise, training=False):
+        """Inference draws G_i with probability w_i (Eq. 4): the same w for every z."""
+        w = self.generator_weights.probs()
+        return tf.tile(w[None, :], [tf.shape(noise["z"])[0], 1])
+
+    # ------------------------------------------------------------------ losses
+    def _pair_fakes(self, noise):
+        """G_i(z_bji) for every example b and pair (i, j), laid out for the critics: ``(B * n_G, n_D, ...)``."""
+        c = self.config
+        z = noise["z"]  # (B, n_D, n_G, latent)
+        batch = z.shape[0]
+        fakes = self.generators(tf.reshape(z, [-1, c.num_generators, c.latent_dim]))  # (B n_D, n_G, ...)
+        fakes = tf.reshape(fakes, [batch, c.num_discriminators, c.num_generators, *c.data_shape])
+        fakes = tf.transpose(fakes, [0, 2, 1, *range(3, 3 + len(c.data_shape))])  # (B, n_G, n_D, ...)
+        return tf.reshape(fakes, [batch * c.num_generators, c.num_discriminators, *c.data_shape])
+
+    def _pair_weights(self):
+        """v_j w_i as ``(1, n_G, n_D)``."""
+        w = self.generator_weights.probs()
+        v = self.critics.mixture_weights()
+        return (w[:, None] * v[None, :])[None]
+
+    def discriminator_losses(self, step):
+        c = self.config
+        batch = step.real.shape[0]
+        fakes = tf.stop_gradient(self._pair_fakes(step.noise))
+        fake_scores = tf.reshape(self.critics.per_discriminator(fakes), [batch, c.num_generators, -1])
+        real_scores = self.critics.scores(step.real)[:, None, :]  # (B, 1, n_D)
+        pair_weights = self._pair_weights()
+        # Eqs. 6-7: a separable critic loss, so sum_ij v_j w_i L(real_j, fake_ij) = Eq. 6 + Eq. 7's first term.
+        pair_losses = self.loss_family.discriminator(real_scores, fake_scores)
+        terms = {"d_adv": tf.reduce_sum(pair_weights * pair_losses, axis=[1, 2])}
+        if c.gradient_penalty > 0:
+            eps = tf.transpose(step.noise["gp_epsilon"], [0, 2, 1])  # (B, n_G, n_D)
+            eps = tf.reshape(eps, [-1, c.num_discriminators] + [1] * len(c.data_shape))
+            real = tf.repeat(step.real[:, None], c.num_generators, axis=0)  # (B n_G, 1, ...)
+            x_hat = eps * real + (1.0 - eps) * fakes
+            penalty = per_discriminator_gradient_penalty(self.critics.per_discriminator, x_hat)
+            penalty = tf.reshape(penalty, [batch, c.num_generators, c.num_discriminators])
+            terms["d_gp"] = c.gradient_penalty * tf.reduce_sum(pair_weights * penalty, axis=[1, 2])
+        terms["d_entropy"] = entropy_regularizer(self.critics.log_mixture_weights())  # Eq. 7, last term
+        return terms
+
+    def generator_losses(self, step):
+        c = self.config
+        batch = step.real.shape[0]
+        fake_scores = self.critics.per_discriminator(self._pair_fakes(step.noise))
+        fake_scores = tf.reshape(fake_scores, [batch, c.num_generators, c.num_discriminators])
+        pair_losses = self.loss_family.generator(fake_scores)
+        return {
+            "g_adv": tf.reduce_sum(self._pair_weights() * pair_losses, axis=[1, 2]),  # Eq. 8, first term
+            "g_entropy": entropy_regularizer(self.generator_weights.log_probs()),  # Eq. 8, last term
+        }
