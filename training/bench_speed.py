@@ -1,0 +1,186 @@
+"""Speed benchmarks (issue "Benchmarks", items 6-8), measured side by side in one process.
+
+* ``generator_bank_step_times``: one generator training step (forward, backward) of K generators
+  as the vectorised ``GeneratorBank`` against K separate Keras MLPs called in a Python loop, for
+  each K, with XLA on and off.
+* ``matmul_peak_gflops`` and ``training_step_gflops``: the machine's float32 matmul peak, and the
+  achieved GFLOP/s of a whole ``train_step`` on axes1024-sized MLPs (5 layers of 1024, batch 256);
+  the step's FLOPs are counted by TensorFlow's graph profiler, not estimated by hand.
+* ``sampling_throughput``: samples/s of the exported sampler through Keras, the SavedModel
+  signature, onnxruntime, REST and gRPC at several batch sizes, and server latency percentiles
+  under a bounded concurrent load.
+
+Every function returns plain rows (lists of dicts) for the report writer; timings are the median
+of ``repeats`` runs after a warm-up call, so compilation is never counted.
+"""
+import statistics
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfgan_mix.layers import GeneratorBank
+
+
+def median_seconds(function, repeats):
+    function()  # warm-up: tracing, compilation and graph optimisation are not throughput
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------------- item 6: K generators
+def _loop_generators(k, latent_dim, units, out_dim):
+    """K independent Keras MLPs: the straightforward implementation the bank replaces."""
+    return [
+        keras.Sequential([keras.Input((latent_dim,))]
+                         + [keras.layers.Dense(u, activation="leaky_relu") for u in units]
+                         + [keras.layers.Dense(out_dim)])
+        for _ in range(k)
+    ]
+
+
+def _generator_step(forward, variables, optimizer, z):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(forward(z)))
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
+
+
+def _bind_step(forward, variables, optimizer):
+    # A closure, not default arguments: tf.function would turn those into traced inputs.
+    return lambda z: _generator_step(forward, variables, optimizer, z)
+
+
+def generator_bank_step_times(ks=(1, 4, 16, 64, 200), batch=256, latent_dim=100, units=(200, 100, 20),
+                              out_dim=2, repeats=10):
+    """Rows of {k, implementation, xla, ms_per_step}."""
+    rows = []
+    z = tf.random.stateless_uniform([batch, latent_dim], [1, 2], -1.0, 1.0)
+    for k in ks:
+        bank = GeneratorBank(k, (out_dim,), units=units)
+        bank.build((None, latent_dim))
+        loop = _loop_generators(k, latent_dim, units, out_dim)
+        implementations = {
+            "GeneratorBank (einsum)": (bank, bank.trainable_variables),
+            "Python loop over K": (lambda x, nets=loop: tf.stack([net(x) for net in nets], axis=1),
+                                   [v for net in loop for v in net.trainable_variables]),
+        }
+        for name, (forward, variables) in implementations.items():
+            for xla in (False, True):
+                optimizer = keras.optimizers.Adam(1e-4)
+                optimizer.build(variables)
+                step = tf.function(_bind_step(forward, variables, optimizer), jit_compile=xla)
+                seconds = median_seconds(lambda s=step: s(z).numpy(), repeats)
+                rows.append({"k": k, "implementation": name, "xla": xla, "ms_per_step": 1000 * seconds})
+    return rows
+
+
+# ---------------------------------------------------------------------- item 7: FLOP/s
+def matmul_peak_gflops(n=2048, repeats=10):
+    """float32 matmul GFLOP/s of this machine (2 n^3 FLOPs per n x n product), best of XLA/plain."""
+    a = tf.random.stateless_normal([n, n], [0, 1])
+    b = tf.random.stateless_normal([n, n], [0, 2])
+    best = 0.0
+    for xla in (False, True):
+        product = tf.function(lambda x, y: tf.matmul(x, y), jit_compile=xla)
+        seconds = median_seconds(lambda p=product: p(a, b).numpy(), repeats)
+        best = max(best, 2 * n**3 / seconds / 1e9)
+    return best
+
+
+def graph_flops(concrete_function):
+    """FLOPs of one call of a traced function, counted by TensorFlow's graph profiler."""
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    options = option_builder.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = model_analyzer.profile(concrete_function.graph, options=options)
+    return profile.total_float_ops
+
+
+def training_step_gflops(method="gan", width=1024, depth=5, batch=256, data_dim=1024, repeats=5):
+    """{flops_per_step, seconds_per_step, gflops} of ``method``'s train_step on axes1024-sized nets."""
+    from tfgan_mix.training.train import build_model
+
+    options = {"data_shape": (data_dim,), "latent_dim": 100, "generator_units": (width,) * depth,
+               "discriminator_units": (width,) * depth}
+    model = build_model(method, options)
+    real = tf.random.stateless_normal([batch, data_dim], [3, 4])
+    step = tf.function(model.train_step)
+    flops = graph_flops(step.get_concrete_function(real))
+    seconds = median_seconds(lambda: step(real)["d_loss"].numpy(), repeats)
+    return {"method": method, "flops_per_step": flops, "seconds_per_step": seconds, "gflops": flops / seconds / 1e9}
+
+
+# ---------------------------------------------------------------------- item 8: sampling
+def sampling_throughput(run_dir, version_dir, batches=(1, 64, 4096), repeats=5, load_threads=8, load_requests=25,
+                        load_batch=64):
+    """Rows of {path, batch, samples_per_s} for one exported sampler, plus a latency row per server
+    (p50/p99 over ``load_threads`` x ``load_requests`` concurrent requests of ``load_batch`` rows)."""
+    import json
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    import onnxruntime as ort
+
+    from tfgan_mix.export.client import read_card
+    from tfgan_mix.export.sampler import Rejection, Sampler
+    from tfgan_mix.serving.grpc_client import predict_seeds
+    from tfgan_mix.serving.model_server import serve
+    from tfgan_mix.training.train import load_run
+
+    card = read_card(version_dir)
+    rule = card["rejection"]
+    params = tuple((k, v) for k, v in rule.items() if k not in ("rule", "threshold", "threshold_from"))
+    sampler = Sampler(load_run(run_dir), Rejection(rule["rule"], rule["threshold"], card["candidates"],
+                                                   rule["threshold_from"], params))
+    keras_fn = sampler.noise_function()
+    names = list(sampler.noise_spec)
+    saved = tf.saved_model.load(version_dir).signatures["from_noise"]
+    session = ort.InferenceSession(f"{version_dir}/model.onnx", providers=["CPUExecutionProvider"])
+    server = serve(version_dir.rstrip("/").rsplit("/", 1)[0], port=0, grpc_port=0,
+                   max_batch=max(batches), max_body_bytes=64 << 20)
+
+    def rest(seeds):
+        body = json.dumps({"inputs": {"seed": [int(s) for s in seeds]}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}/v1/models/sampler:predict", body)
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())
+
+    def grpc(seeds):
+        return predict_seeds("127.0.0.1", server.grpc_port, "sampler", seeds, timeout=120)
+
+    rows = []
+    try:
+        for batch in batches:
+            noise = sampler.candidate_noise(tf.range(batch, dtype=tf.int64))
+            feeds = {k: v.numpy() for k, v in noise.items()}
+            seeds = np.arange(batch)
+            paths = {
+                "Keras (tf.function)": lambda n=noise: keras_fn(*[n[k] for k in names]),
+                "SavedModel signature": lambda n=noise: saved(**n),
+                "onnxruntime": lambda f=feeds: session.run(None, f),
+                "REST server": lambda s=seeds: rest(s),
+                "gRPC server": lambda s=seeds: grpc(s),
+            }
+            for path, function in paths.items():
+                rows.append({"path": path, "batch": batch,
+                             "samples_per_s": batch / median_seconds(function, repeats)})
+        for path, function in (("REST server", rest), ("gRPC server", grpc)):
+            def timed(i, f=function):
+                start = time.perf_counter()
+                f(np.arange(i * load_batch, (i + 1) * load_batch))
+                return time.perf_counter() - start
+            with ThreadPoolExecutor(load_threads) as pool:
+                latencies = sorted(pool.map(timed, range(load_threads * load_requests)))
+            rows.append({"path": path, "batch": load_batch, "concurrency": load_threads,
+                         "p50_ms": 1000 * float(np.percentile(latencies, 50)),
+                         "p99_ms": 1000 * float(np.percentile(latencies, 99))})
+    finally:
+        server.stop()
+    return rows
