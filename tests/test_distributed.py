@@ -99,3 +99,5 @@ def test_killed_run_resumes_from_its_last_backup(tmp_path):
     model = T.load_run(tmp_path)
     assert int(model.g_optimizer.iterations.numpy()) == steps
     assert int(model.d_optimizer.iterations.numpy()) == steps
+    print(f"\nkilled with {backed_up_epochs * interval} steps backed up; the rerun started at step "
+          f"{(epochs_run[0] - 1) * interval} and ended at {int(model.g_optimizer.iterations.numpy())} of {steps}")
