@@ -64,6 +64,9 @@ def calibrate(model, rule=None, candidates=DEFAULT_CANDIDATES, real=None, thresh
         raise ValueError(f"candidates must be >= 1, got {candidates}")
     if rule == "none":
         return Rejection(rule, ACCEPT_ALL, int(candidates), "accepts every sample")
+    if threshold is None and rule in model.rejection_thresholds:  # a method's rule with a fixed threshold
+        value, how = model.rejection_thresholds[rule]
+        return Rejection(rule, float(value), int(candidates), how)
     if rule == "drs":
         return calibrate_drs(model, int(candidates), 0.0 if threshold is None else float(threshold))
     if threshold is not None:

@@ -35,7 +35,7 @@ from tfgan_mix.losses import get_loss_family, gradient_penalty
 
 NOISE_PRIORS = ("uniform", "normal")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-_SALTS_PER_STEP = 64  # distinct noise draws one train step may make (critic steps + generator step)
+SALTS_PER_STEP = 64  # distinct noise draws one train step may make (critic steps + generator step)
 
 
 @dataclasses.dataclass
@@ -92,8 +92,8 @@ class GANConfig:
         for name in ("num_generators", "latent_dim", "d_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.d_steps >= _SALTS_PER_STEP:
-            raise ValueError(f"d_steps must be < {_SALTS_PER_STEP}, got {self.d_steps}")
+        if self.d_steps >= SALTS_PER_STEP:
+            raise ValueError(f"d_steps must be < {SALTS_PER_STEP}, got {self.d_steps}")
         get_loss_family(self.loss)  # raises on an unknown loss
 
     @classmethod
@@ -119,6 +119,7 @@ class MixtureGAN(keras.Model):
     equal_generator_usage = False  # True: generators are used equally by design (uniform choice, balanced gate)
     rejection_rules = ("none", "discriminator", "router", "truncation")
     default_rejection = "truncation"  # measured: the rule that cleans NPGAN without skewing modes (README)
+    rejection_thresholds = {}  # rule -> (threshold, why) for a method's own rules with a fixed threshold
 
     def __init__(self, name=None, **options):
         config = self._make_config(options)
@@ -223,7 +224,7 @@ class MixtureGAN(keras.Model):
     def draw_training_noise(self, local_batch, step, salt):
         """This replica's slice of the global batch's noise for update ``salt`` of train step ``step``."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        seed = tf.stack([tf.constant(self.config.seed, tf.int64), tf.cast(step, tf.int64) * _SALTS_PER_STEP + salt])
+        seed = tf.stack([tf.constant(self.config.seed, tf.int64), tf.cast(step, tf.int64) * SALTS_PER_STEP + salt])
         noise = self.sample_noise(local_batch * replicas, seed, self.training_noise_spec())
         if replicas == 1:
             return noise
@@ -361,7 +362,7 @@ class MixtureGAN(keras.Model):
 
     def test_step(self, data):
         real = _real_part(data)
-        step = Step(real, self.draw_training_noise(_static_batch(real), self.g_optimizer.iterations, _SALTS_PER_STEP - 1))
+        step = Step(real, self.draw_training_noise(_static_batch(real), self.g_optimizer.iterations, SALTS_PER_STEP - 1))
         for player, terms in (("d", self.discriminator_losses(step)), ("g", self.generator_losses(step))):
             self._record(player, terms, _total(terms, _static_batch(real)))
         return self._logs()

@@ -1,0 +1,295 @@
+"""PGMGAN / Partition GAN (paper 002): the partitioner, the guide R_i and the partition rule.
+
+The central check is Theorem 3 on ``grid25``: descending R_i from many starting points reaches
+A_i (R_i = 0) every time with the Lipschitz residual partitioner, while an unconstrained ReLU MLP
+trained on the same objective has local optima outside its partitions (the paper's Figure 3).
+"""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import tiny_options, toy_batches
+
+from tfgan_mix.data.toy import load
+from tfgan_mix.export.sampler import Sampler, calibrate
+from tfgan_mix.layers.partitioner import LipschitzPartitioner, nearest_neighbours, partition_guide
+from tfgan_mix.methods.pgmgan import PGMGANConfig, contrastive_loss, partition_objective
+from tfgan_mix.training.strategy import mirrored_strategy
+from tfgan_mix.training.train import build_model, make_dataset
+
+GRID_K = 25
+GRID_PARTITION_STEPS = 600
+
+
+# ---------------------------------------------------------------------- formulas on hand values
+def test_guide_is_eq6():
+    logits = tf.constant([[1.0, 3.0, 2.0]] * 3)
+    r = partition_guide(logits, tf.constant([0, 1, 2])).numpy()
+    # i=0: (1-1)+ + (3-1)+ + (2-1)+ = 3;  i=1: all <= 0 -> 0, the argmax;  i=2: (3-2)+ = 1
+    np.testing.assert_allclose(r, [3.0, 0.0, 1.0])
+
+
+def test_partition_objective_is_eq5():
+    probs = tf.constant([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9]])
+    neighbours = tf.constant([[1], [0], [1]])
+    terms = {k: float(v) for k, v in partition_objective(probs, neighbours, alpha=0.5, beta=2.0).items()}
+    p = probs.numpy()
+    dots = [p[0] @ p[1], p[1] @ p[0], p[2] @ p[1]]
+    h = lambda q: -np.sum(q * np.log(q))  # noqa: E731
+    consistency = -np.mean(np.log(dots))
+    entropy = np.mean([h(q) for q in p])
+    balance = h(p.mean(axis=0))
+    assert terms["consistency"] == pytest.approx(consistency, rel=1e-5)
+    assert terms["entropy"] == pytest.approx(entropy, rel=1e-5)
+    assert terms["balance"] == pytest.approx(balance, rel=1e-5)
+    assert terms["loss"] == pytest.approx(consistency + 0.5 * entropy - 2.0 * balance, rel=1e-5)
+
+
+def test_contrastive_loss_is_eq4():
+    rng = np.random.default_rng(0)
+    h1, h2 = rng.normal(size=(4, 3)).astype("float32"), rng.normal(size=(4, 3)).astype("float32")
+    h = np.concatenate([h1, h2])
+    h /= np.linalg.norm(h, axis=1, keepdims=True)
+    tau, n = 0.5, 4
+    losses = []
+    for i in range(2 * n):
+        j = (i + n) % (2 * n)
+        others = [np.exp(h[i] @ h[k] / tau) for k in range(2 * n) if k != i]
+        losses.append(-np.log(np.exp(h[i] @ h[j] / tau) / np.sum(others)))
+    assert float(contrastive_loss(h1, h2, tau)) == pytest.approx(np.mean(losses), rel=1e-5)
+
+
+def test_nearest_neighbours_excludes_self():
+    points = tf.constant([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.0, 5.2]])
+    np.testing.assert_array_equal(nearest_neighbours(points, 1).numpy()[:, 0], [1, 0, 3, 2])
+
+
+# ---------------------------------------------------------------------- the Lipschitz architecture
+def test_partitioner_layers_have_spectral_norm_below_one_and_phi_is_bi_lipschitz():
+    keras.utils.set_random_seed(0)
+    net = LipschitzPartitioner(5, blocks=3, layers_per_block=2, units=16, lipschitz=0.9)
+    net.build((None, 4))
+    for kernel, _, _ in net.block_layers:  # make the raw kernels much larger than L
+        kernel.assign(kernel * 10.0)
+    for _ in range(30):
+        net.update_power_vectors(True)
+    norms = [np.linalg.norm(w, 2) for kernels in net.normalized_kernels() for w in kernels.numpy()]
+    # Power iteration estimates sigma from below, so a norm may exceed L by the estimate's error;
+    # L = 0.9 leaves the margin Theorem 3 needs (every layer strictly below 1).
+    assert max(norms) <= 0.9 * 1.01 and min(norms) >= 0.9 * 0.99
+    x = tf.random.stateless_normal([500, 4], [1, 2])
+    y = x + 0.3 * tf.random.stateless_normal([500, 4], [3, 4])
+    ratio = (tf.norm(net.features(x) - net.features(y), axis=1) / tf.norm(x - y, axis=1)).numpy()
+    lip = max(norms)
+    assert ratio.min() >= (1 - lip**2) ** 3  # (1 - L^m)^T, Theorem 3's c_0
+    assert ratio.max() <= (1 + lip**2) ** 3
+
+
+# ---------------------------------------------------------------------- partitioner trained in fit on grid25
+@pytest.fixture(scope="module")
+def grid_model():
+    """A pgmgan whose partitioner phase ran inside ``fit`` on grid25 (plus a few frozen steps)."""
+    keras.utils.set_random_seed(0)
+    options = {**tiny_options("pgmgan"), "num_generators": GRID_K, "partition_steps": GRID_PARTITION_STEPS,
+               "partitioner_blocks": 4, "partitioner_layers": 2, "partitioner_units": 32,
+               "partitioner_learning_rate": 0.01, "guide_weight": 2.0, "guide_anneal_steps": 100}
+    model = build_model("pgmgan", options)
+    data = make_dataset(load("grid25").x.astype("float32"), 512)
+    model.fit(data, steps_per_epoch=GRID_PARTITION_STEPS, epochs=1, verbose=0)
+    return model
+
+
+def test_partitioner_phase_in_fit_separates_the_grid_modes_and_estimates_pi(grid_model):
+    grid = load("grid25")
+    assigned = grid_model.partitioner.assign(tf.constant(grid.x, tf.float32)).numpy()
+    majority = [np.bincount(assigned[grid.labels == m], minlength=GRID_K).argmax() for m in range(GRID_K)]
+    purity = np.mean(assigned == np.array(majority)[grid.labels])
+    assert purity > 0.99 and len(set(majority)) == GRID_K  # each mode its own partition
+    np.testing.assert_allclose(grid_model.partition_proportions.numpy(), 1 / GRID_K, atol=0.02)
+
+
+def test_partitioner_is_frozen_after_its_phase_and_the_guide_switches_on(grid_model):
+    before = [v.numpy().copy() for v in grid_model.partitioner.variables]
+    assert float(grid_model.guide_weight_at(GRID_PARTITION_STEPS - 1)) == 0.0
+    assert float(grid_model.guide_weight_at(GRID_PARTITION_STEPS)) == pytest.approx(2.0)
+    assert float(grid_model.guide_weight_at(GRID_PARTITION_STEPS + 50)) == pytest.approx(1.0)  # linear annealing
+    assert float(grid_model.guide_weight_at(GRID_PARTITION_STEPS + 500)) == 0.0
+    g_before = [v.numpy().copy() for v in grid_model.generator_variables]
+    grid_model.fit(make_dataset(load("grid25").x.astype("float32"), 512), steps_per_epoch=3, epochs=1, verbose=0)
+    for b, v in zip(before, grid_model.partitioner.variables):
+        np.testing.assert_array_equal(b, v.numpy())
+    assert any(not np.allclose(b, v.numpy()) for b, v in zip(g_before, grid_model.generator_variables))
+
+
+def _descend(logits_fn, starts, steps=1500, eta=0.05):
+    """Normalised gradient descent on R_i from every start, for every partition i."""
+    x = tf.Variable(np.repeat(starts, GRID_K, axis=0))
+    index = tf.constant(np.tile(np.arange(GRID_K), len(starts)), tf.int32)
+
+    @tf.function
+    def run():
+        for t in tf.range(steps):
+            with tf.GradientTape() as tape:
+                r = partition_guide(logits_fn(x), index)
+            grad = tape.gradient(r, x)
+            direction = grad / tf.maximum(tf.norm(grad, axis=-1, keepdims=True), 1e-12)
+            size = eta * 0.999 ** tf.cast(t, tf.float32)  # decaying steps settle on kinks
+            x.assign_sub(size * direction * tf.cast(r[:, None] > 0, tf.float32))
+
+    run()
+    return x.numpy(), index.numpy(), partition_guide(logits_fn(x), index).numpy()
+
+
+def _starts():
+    g = np.linspace(-6, 6, 11, dtype=np.float32)
+    return np.array([(a, b) for a in g for b in g], np.float32)
+
+
+def test_lipschitz_guide_has_no_local_optimum_outside_its_partition(grid_model):
+    _, _, r = _descend(grid_model.partitioner.logits, _starts())
+    assert np.all(r == 0.0), f"{np.sum(r > 0)} descents stopped outside their partition"
+
+
+def test_plain_mlp_partitioner_guide_has_local_optima():
+    """The same objective (Eq. 5) on the same data with the paper's toy MLP (2-10-20-k ReLU):
+    it partitions the grid as well, but its guide traps descents outside the partition."""
+    keras.utils.set_random_seed(0)
+    x = load("grid25").x.astype("float32")
+    mlp = keras.Sequential([keras.Input((2,)), keras.layers.Dense(10, activation="relu"),
+                            keras.layers.Dense(20, activation="relu"), keras.layers.Dense(GRID_K)])
+    optimizer = keras.optimizers.Adam(0.01)
+    c = PGMGANConfig()  # the same Eq. 5 weights and k-NN graph as the method's
+
+    @tf.function
+    def train(batch):
+        with tf.GradientTape() as tape:
+            probs = tf.nn.softmax(mlp(batch))
+            loss = partition_objective(probs, nearest_neighbours(batch, c.neighbours), c.entropy_weight,
+                                       c.balance_weight)["loss"]
+        optimizer.apply_gradients(zip(tape.gradient(loss, mlp.trainable_variables), mlp.trainable_variables))
+
+    rng = np.random.default_rng(0)
+    for _ in range(1500):
+        train(x[rng.choice(len(x), 256, replace=False)])
+    labels = load("grid25").labels
+    assigned = np.argmax(mlp(x).numpy(), axis=1)
+    assert len({np.bincount(assigned[labels == m]).argmax() for m in range(GRID_K)}) == GRID_K
+
+    points, index, r = _descend(mlp, _starts())
+    stuck = r > 0
+    assert stuck.sum() > 0, "expected some descents to stop outside their partition"
+    # Each stopping point has a local minimum of R_i > 0 near it: on a small disk around it R_i is
+    # positive and its minimum lies strictly inside (below the minimum on the boundary circle).
+    radius = 0.25
+    offsets = np.stack(np.meshgrid(*[np.linspace(-radius, radius, 41)] * 2), -1).reshape(-1, 2)
+    disk = offsets[np.linalg.norm(offsets, axis=1) < radius].astype("float32")
+    angles = np.linspace(0, 2 * np.pi, 256, endpoint=False)
+    circle = radius * np.stack([np.cos(angles), np.sin(angles)], axis=1).astype("float32")
+
+    def guide_around(shape):
+        around = (points[stuck][:, None, :] + shape[None]).reshape(-1, 2)
+        return partition_guide(mlp(around), np.repeat(index[stuck], len(shape))).numpy().reshape(-1, len(shape))
+
+    inside, boundary = guide_around(disk).min(axis=1), guide_around(circle).min(axis=1)
+    assert np.all(inside > 0) and np.all(inside < boundary)
+
+
+# ---------------------------------------------------------------------- routing and rejection
+def _small_model(**overrides):
+    keras.utils.set_random_seed(1)
+    options = {**tiny_options("pgmgan"), "partitioner_blocks": 2, "partitioner_layers": 2, "partitioner_units": 8,
+               **overrides}
+    return build_model(options.pop("method", "pgmgan"), options)
+
+
+def test_inference_draws_partitions_with_the_data_proportions():
+    model = _small_model()
+    model.partition_proportions.assign([0.5, 0.0, 0.2, 0.3])
+    _, index = model.sample(20000, seed=3)
+    np.testing.assert_allclose(np.bincount(index, minlength=4) / len(index), [0.5, 0.0, 0.2, 0.3], atol=0.015)
+
+
+def test_partition_rule_accepts_a_sample_only_inside_its_generators_partition():
+    model = _small_model()
+    assert model.default_rejection == "partition" and "partition" in model.rejection_rules
+    noise = model.sample_noise(400, tf.constant([0, 1]))
+    samples, index = model.generate(noise)
+    score = model.rejection_score("partition", noise, samples).numpy()
+    np.testing.assert_allclose(score, -model.partitioner.guide(samples, index).numpy())
+    inside = model.partitioner.assign(samples).numpy() == index.numpy()
+    assert 0 < inside.mean() < 1
+    np.testing.assert_array_equal(score >= 0.0, inside)  # threshold 0 <=> R_i(x) == 0
+    # Through the exported sampler's graph, with the rule's threshold 0.
+    sampler = Sampler(model, calibrate(model, "partition", candidates=4, threshold=0.0))
+    out = sampler.from_seed(tf.range(50, dtype=tf.int64))
+    accepted = out["accepted"].numpy()
+    own = model.partitioner.assign(out["samples"]).numpy() == out["generator"].numpy()
+    np.testing.assert_array_equal(accepted, own)
+    assert accepted.mean() > inside.mean()  # 4 candidates beat 1
+
+
+# ---------------------------------------------------------------------- losses, players, variants
+def test_generator_loss_adds_the_annealed_guide_and_partition_gan_has_none():
+    model = _small_model(partition_steps=0, guide_weight=3.0, guide_anneal_steps=0)
+    step = type("S", (), {"real": tf.zeros([16, 2]), "noise": model.sample_noise(16, tf.constant([2, 3]),
+                                                                                  model.training_noise_spec())})
+    terms = model.generator_losses(step)
+    fake, index = model.generate(step.noise, training=True)
+    np.testing.assert_allclose(terms["g_guide"].numpy(), 3.0 * model.partitioner.guide(fake, index).numpy(), rtol=1e-5)
+    baseline = _small_model(method="partition_gan", partition_steps=0)
+    assert baseline.config.guide_weight == 0.0 and "g_guide" not in baseline.generator_losses(step)
+    # The guide trains generators, never the partitioner, and D_i is column i of one discriminator.
+    partitioner_ids = {id(v) for v in model.partitioner.trainable_variables}
+    assert not partitioner_ids & {id(v) for v in model.generator_variables + model.discriminator_variables}
+    assert model.discriminator.output_shape == (None, model.config.num_generators)
+
+
+def test_image_phases_pretext_then_partition():
+    """Images: the contrastive pretext phase moves phi and the projection head but not W; the
+    partition phase then moves W (initialised fresh, phi carried over)."""
+    model = _small_model(data_shape=(8, 8, 1), generator_filters=(8, 8), discriminator_filters=(8, 8),
+                         pretext_steps=2, partition_steps=2, pretext_dim=8, pretext_units=16)
+    snap = lambda vs: [v.numpy().copy() for v in vs]  # noqa: E731
+    w, head, phi = [model.partitioner.partition_kernel], model.pretext_head.trainable_variables, \
+        [model.partitioner.block_layers[0][0]]
+    data = toy_batches((8, 8, 1))
+    before = snap(w + head + phi)
+    history = model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
+    after = snap(w + head + phi)
+    assert np.array_equal(before[0], after[0]), "W moved in the pretext phase"
+    assert not np.allclose(before[1], after[1]) and not np.allclose(before[-1], after[-1])
+    assert np.isfinite(history.history["p_contrastive"][0])
+    model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
+    assert not np.allclose(after[0], model.partitioner.partition_kernel.numpy()), "W did not move when partitioning"
+
+
+def test_partitioner_update_is_the_same_on_one_and_two_replicas_with_sgd(cpu_devices):
+    """The partition objective is on the global batch (k-NN graph, H of the mean): with SGD, whose
+    step shows any N-times gradient, 1 and 2 replicas give the same partitioner update."""
+    x = np.random.default_rng(0).normal(size=(32, 2)).astype("float32")
+    results, weights = [], None
+    for devices in (cpu_devices[:1], cpu_devices[:2]):
+        strategy = mirrored_strategy(tuple(devices))
+        options = {**tiny_options("pgmgan"), "partitioner_blocks": 2, "partitioner_layers": 2, "partitioner_units": 8}
+        model = build_model("pgmgan", options, strategy, p_optimizer=keras.optimizers.SGD(0.1),
+                            d_optimizer=keras.optimizers.SGD(0.01), g_optimizer=keras.optimizers.SGD(0.01))
+        if weights is None:
+            weights = model.get_weights()
+            initial = [v.numpy().copy() for v in model.partitioner.variables]
+        else:
+            model.set_weights(weights)
+        model.fit(tf.data.Dataset.from_tensor_slices(x).batch(32, drop_remainder=True), epochs=1, verbose=0)
+        results.append([v.numpy() for v in model.partitioner.variables] + [model.partition_proportions.numpy()])
+    assert any(not np.allclose(a, b) for a, b in zip(results[0], initial)), "the partitioner did not move"
+    for one, two in zip(*results):
+        np.testing.assert_allclose(one, two, rtol=1e-4, atol=1e-6)
+
+
+def test_two_hundred_partitions_build_and_train_one_step():
+    """k = 200 (the paper's default): vectorised over k, no Python loop over partitions."""
+    model = _small_model(num_generators=200)
+    assert model.config.num_generators == 200 and model.partitioner.partition_kernel.shape == (2, 200)
+    history = model.fit(toy_batches((2,), batch_size=32), steps_per_epoch=1, epochs=1, verbose=0)
+    assert all(np.all(np.isfinite(v)) for v in history.history.values())
+    samples, index = model.sample(64, seed=0)
+    assert samples.shape == (64, 2) and index.max() < 200
