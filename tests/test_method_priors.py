@@ -1,0 +1,166 @@
+"""masked_prior and weighted_prior (paper 003): the resampling rules of Definitions 3 and 4, the
+selection made over the *global* pre-sample under MirroredStrategy, and the inference-time rules."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import tiny_options, toy_batches
+
+from tfgan_mix.core import Step
+from tfgan_mix.methods.masked_prior import global_presample, masked_resample, num_kept
+from tfgan_mix.methods.weighted_prior import weighted_resample
+from tfgan_mix.training.strategy import mirrored_strategy
+from tfgan_mix.training.train import build_model
+
+CANDIDATES = np.arange(10, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)  # row i = (i, i)
+SCORES = np.array([0.3, 2.0, -1.0, 5.0, 0.0, 4.0, 1.0, -3.0, 3.0, 0.5], np.float32)
+
+
+def _uniform_grid(m):
+    return tf.constant((np.arange(m) + 0.5) / m, tf.float32)
+
+
+def test_masked_resample_draws_uniformly_from_the_top_fraction():
+    """Definition 3 with r = 0.4, n = 10: mass 1/4 on each of the 4 best-scored rows, 0 elsewhere."""
+    z = masked_resample(tf.constant(CANDIDATES), tf.constant(SCORES), _uniform_grid(400), 0.4).numpy()
+    picked, counts = np.unique(z[:, 0].astype(int), return_counts=True)
+    assert sorted(picked) == [1, 3, 5, 8]  # scores 2, 5, 4, 3
+    np.testing.assert_array_equal(counts, [100, 100, 100, 100])
+    assert num_kept(10, 0.04) == 1 and num_kept(1000, 0.5) == 500
+
+
+def test_weighted_resample_frequencies_are_proportional_to_the_weights():
+    """Definition 4: P(z_i) = w_i / sum_j w_j, checked on an evenly spaced grid of uniforms."""
+    weights = np.array([1.0, 0.0, 3.0, 4.0, 2.0], np.float32)
+    candidates = tf.constant(np.arange(5, dtype=np.float32)[:, None])
+    z = weighted_resample(candidates, tf.constant(weights), _uniform_grid(1000)).numpy()[:, 0].astype(int)
+    np.testing.assert_array_equal(np.bincount(z, minlength=5), 1000 * weights / weights.sum())
+
+
+@pytest.mark.parametrize("loss", ["wasserstein", "ns"])
+def test_weights_follow_eq_7(loss):
+    """Probability D: w proportional to sigmoid(logit). Critic: w proportional to s - min s, so the
+    resampling is unchanged by the critic's free offset and scale."""
+    model = build_model("weighted_prior", {**tiny_options("weighted_prior"), "loss": loss,
+                                           "gradient_penalty": 10.0 if loss == "wasserstein" else 0.0})
+    s = tf.constant(SCORES)
+    w = model.selection_weights(s).numpy()
+    expected = 1 / (1 + np.exp(-SCORES)) if loss == "ns" else SCORES - SCORES.min()
+    np.testing.assert_allclose(w, expected, rtol=1e-6, atol=1e-7)
+    if loss == "wasserstein":
+        u = _uniform_grid(64)
+        a = model.resample(tf.constant(CANDIDATES), s, u).numpy()
+        b = model.resample(tf.constant(CANDIDATES), 3.0 * s + 7.0, u).numpy()
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("method", ["masked_prior", "weighted_prior"])
+def test_both_players_train_on_the_resampled_batch(method):
+    """The step's z is replaced by rows of the pre-sample, for masking only rows scored in the top r."""
+    model = build_model(method, tiny_options(method))
+    noise = model.sample_noise(16, tf.constant([3, 4], tf.int64), model.training_noise_spec())
+    step = Step(tf.zeros([16, 2]), noise)
+    z = model.resampled(step).noise["z"].numpy()
+    candidates = noise["pre_z"].numpy().reshape(-1, 8)
+    match = np.all(np.isclose(z[:, None, :], candidates[None]), axis=-1)
+    assert match.any(axis=1).all(), "every resampled z is a pre-sample row"
+    if method == "masked_prior":
+        scores = model.presample_scores(tf.constant(candidates)).numpy()
+        cut = np.sort(scores)[-num_kept(len(scores), model.config.mask_rate)]
+        assert np.all(scores[match.argmax(axis=1)] >= cut)
+
+
+@pytest.mark.parametrize("method", ["masked_prior", "weighted_prior"])
+def test_selection_is_global_under_two_replicas(method, cpu_devices):
+    """Each replica resamples its rows from the global pre-sample: the two replicas' rows together
+    are exactly the rows one device selects (a per-replica top-r would not be)."""
+    options = tiny_options(method)
+    single = build_model(method, options)
+    noise = single.draw_training_noise(16, tf.constant(0, tf.int64), 0)
+    expected = single.resampled(Step(tf.zeros([16, 2]), noise)).noise["z"].numpy()
+
+    strategy = mirrored_strategy(tuple(cpu_devices[:2]))
+    model = build_model(method, options, strategy)
+    model.set_weights(single.get_weights())
+
+    @tf.function
+    def run():
+        def replica_fn():
+            local = model.draw_training_noise(8, tf.constant(0, tf.int64), 0)
+            return model.resampled(Step(tf.zeros([8, 2]), local)).noise["z"]
+        return strategy.run(replica_fn)
+
+    per_replica = np.concatenate([r.numpy() for r in strategy.experimental_local_results(run())])
+    np.testing.assert_allclose(per_replica, expected, rtol=1e-6)
+
+
+def test_global_presample_is_a_static_reshape():
+    pre = tf.reshape(tf.range(24, dtype=tf.float32), [4, 3, 2])
+    np.testing.assert_array_equal(global_presample(pre).numpy(), np.arange(24).reshape(12, 2))
+
+
+def test_mask_rule_accepts_about_r_of_the_prior_after_training():
+    """The inference rule keeps z with s(z) >= pct_{1-r}, estimated during training: on fresh prior
+    draws it accepts about a fraction r, and exactly those scored at or above the stored cut."""
+    options = {**tiny_options("masked_prior"), "mask_rate": 0.3}
+    model = build_model("masked_prior", options)
+    model.fit(toy_batches((2,), batch_size=64), steps_per_epoch=2, epochs=1, verbose=0)
+    noise = model.sample_noise(4000, tf.constant([9, 9], tf.int64))
+    samples, _ = model.generate(noise)
+    score = model.rejection_score("prior_mask", noise, samples).numpy()
+    np.testing.assert_allclose(score, model.discriminate(samples).numpy() - model.selection_stats.offset.numpy(),
+                               rtol=1e-5, atol=1e-5)
+    assert abs(np.mean(score >= 0) - 0.3) < 0.12
+
+
+def test_weight_rule_is_rejection_sampling_with_the_candidates_uniform():
+    """Accept z when u <= w(s(z)) / w_max: the score is w/w_max - u, threshold 0."""
+    model = build_model("weighted_prior", tiny_options("weighted_prior"))
+    model.selection_stats.offset.assign(-1.0)
+    model.selection_stats.scale.assign(4.0)
+    z = tf.random.stateless_uniform([6, 8], [1, 2], -1, 1)
+    u = tf.constant([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    samples, _ = model.generate({"z": z, "u": u})
+    s = model.discriminate(samples).numpy()
+    expected = np.clip((s + 1.0) / 4.0, 0, 1) - u.numpy()
+    np.testing.assert_allclose(model.rejection_score("prior_weight", {"z": z, "u": u}, samples).numpy(), expected,
+                               rtol=1e-5, atol=1e-6)
+    assert "prior_weight" in model.rejection_rules and "prior_mask" not in model.rejection_rules
+
+
+def test_sample_with_prior_keeps_the_top_scored_generation():
+    model = build_model("masked_prior", {**tiny_options("masked_prior"), "mask_rate": 0.25})
+    _, chosen = model.sample_with_prior(200, seed=5)
+    raw, _ = model.sample(2000, seed=5)
+    all_scores = model.discriminate(tf.constant(raw)).numpy()
+    # The kept quarter scores above roughly the 75% quantile of unrestricted samples.
+    assert np.min(chosen) >= np.quantile(all_scores, 0.6)
+
+
+def test_one_generator_only():
+    for method in ("masked_prior", "weighted_prior"):
+        with pytest.raises(ValueError, match="at most 1 generator"):
+            build_model(method, {**tiny_options(method), "num_generators": 2})
+
+
+@pytest.mark.parametrize("method, rule", [("masked_prior", "prior_mask"), ("weighted_prior", "prior_weight")])
+def test_inference_rule_exports_to_onnx_with_parity(method, rule, tmp_path):
+    """The paper's inference-time selection is the default sampler rule (threshold 0): Keras and ONNX agree."""
+    import onnxruntime as ort
+
+    from tfgan_mix.export import writer
+    from tfgan_mix.export.sampler import Sampler, calibrate
+
+    model = build_model(method, tiny_options(method))
+    model.fit(toy_batches((2,), batch_size=16), steps_per_epoch=2, epochs=1, verbose=0)
+    rejection = calibrate(model, candidates=4)  # the method's default rule and its fixed threshold
+    assert (rejection.rule, rejection.threshold) == (rule, 0.0)
+    sampler = Sampler(model, rejection)
+    noise = sampler.candidate_noise(tf.range(64, dtype=tf.int64))
+    keras_out = {k: v.numpy() for k, v in sampler.from_noise(noise).items()}
+    assert 0 < keras_out["accepted"].mean() <= 1
+    writer.write_onnx(sampler, str(tmp_path / "model.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_out = dict(zip([o.name for o in session.get_outputs()],
+                        session.run(None, {k: v.numpy() for k, v in noise.items()})))
+    np.testing.assert_array_equal(onnx_out["accepted"], keras_out["accepted"])
+    np.testing.assert_allclose(onnx_out["samples"], keras_out["samples"], atol=1e-4)
