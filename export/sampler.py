@@ -49,6 +49,13 @@ class Rejection:
     how: str
     params: tuple = ()  # (name, value) pairs: hashable, and written to the model card as a dict
 
+    @classmethod
+    def from_card(cls, card):
+        """The rejection a model card (``sampler.json``) records."""
+        rule = card["rejection"]
+        params = tuple((k, v) for k, v in rule.items() if k not in ("rule", "threshold", "threshold_from"))
+        return cls(rule["rule"], rule["threshold"], card["candidates"], rule["threshold_from"], params)
+
 
 def calibrate(model, rule=None, candidates=DEFAULT_CANDIDATES, real=None, threshold=None,
               quantile=DEFAULT_REAL_QUANTILE, keep=DEFAULT_KEEP):

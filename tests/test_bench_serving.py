@@ -61,9 +61,7 @@ def test_served_npgan_on_gaussians3(tmp_path):
           f"raw generator off-manifold {off(raw):.4f}")
 
     card = json.loads(open(f"{version}/sampler.json").read())
-    rule = card["rejection"]
-    rejection = Rejection(rule["rule"], rule["threshold"], card["candidates"], rule["threshold_from"])
-    sampler = Sampler(load_run(str(tmp_path / "run")), rejection)
+    sampler = Sampler(load_run(str(tmp_path / "run")), Rejection.from_card(card))
     noise = sampler.candidate_noise(tf.range(ROWS, dtype=tf.int64))
     keras_fn = sampler.noise_function()
     names = list(sampler.noise_spec)

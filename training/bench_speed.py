@@ -134,11 +134,7 @@ def sampling_throughput(run_dir, version_dir, batches=(1, 64, 4096), repeats=5, 
     from tfgan_mix.serving.model_server import serve
     from tfgan_mix.training.train import load_run
 
-    card = read_card(version_dir)
-    rule = card["rejection"]
-    params = tuple((k, v) for k, v in rule.items() if k not in ("rule", "threshold", "threshold_from"))
-    sampler = Sampler(load_run(run_dir), Rejection(rule["rule"], rule["threshold"], card["candidates"],
-                                                   rule["threshold_from"], params))
+    sampler = Sampler(load_run(run_dir), Rejection.from_card(read_card(version_dir)))
     keras_fn = sampler.noise_function()
     names = list(sampler.noise_spec)
     saved = tf.saved_model.load(version_dir).signatures["from_noise"]

@@ -9,6 +9,7 @@ A method is a config dataclass plus a subclass that overrides a few small hooks:
     fake_logits(noise)           D's adversarial logits on the fakes (NPGAN mixes K of them)
     discriminator_losses(step)   {name: per-example loss (B,)} for the discriminator player
     generator_losses(step)       {name: per-example loss (B,)} for the generator player (and routers)
+    rejection_score(rule, ...)   per-sample score of an outlier-rejection rule for the exported sampler
 
 The base sums each player's terms, averages over the *global* batch, applies the gradients and
 logs every term as a ``keras.metrics.Mean``. Method differences live in hooks and class
@@ -21,6 +22,9 @@ Distribution rules (see DESIGN.md section 2), enforced here once for all methods
   global batch's noise and keeps its own slice, so replicas see different noise and a run on N
   replicas draws exactly the noise a single device would;
 * shapes are static (batch size from the data's static shape), so every step compiles with XLA.
+
+Precision: ``precision="mixed_float16"|"mixed_bfloat16"`` builds every sub-layer under that Keras
+dtype policy; variables, routers, logits, samples and losses stay float32 (see ``dtype_policy``).
 """
 import contextlib
 import dataclasses
