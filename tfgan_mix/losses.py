@@ -48,14 +48,18 @@ def gradient_penalty(critic, real, fake, epsilon):
     Gulrajani et al. 2017, "Improved Training of Wasserstein GANs", Eq. 3 (without lambda).
     ``epsilon`` has shape ``(B,)`` with values in [0, 1]; ``critic`` maps a batch to logits ``(B,)``.
     """
+    return tf.square(interpolate_gradient_norms(critic, real, fake, epsilon) - 1.0)
+
+
+def interpolate_gradient_norms(critic, real, fake, epsilon):
+    """||grad_x D(x_hat)||_2 per example at x_hat = eps x + (1 - eps) x_fake: what gradient penalties penalise."""
     eps = tf.reshape(epsilon, [-1] + [1] * (len(real.shape) - 1))
     interpolated = eps * real + (1.0 - eps) * fake
     with tf.GradientTape() as tape:
         tape.watch(interpolated)
         scores = critic(interpolated)
     grads = tape.gradient(scores, interpolated)
-    norms = tf.sqrt(tf.reduce_sum(tf.reshape(tf.square(grads), [tf.shape(grads)[0], -1]), axis=1) + 1e-12)
-    return tf.square(norms - 1.0)
+    return tf.sqrt(tf.reduce_sum(tf.reshape(tf.square(grads), [tf.shape(grads)[0], -1]), axis=1) + 1e-12)
 
 
 def mix_sigmoid_logits(logits, weights):

@@ -264,15 +264,19 @@ class MixtureGAN(keras.Model):
         return self.discriminate(fake, training=True)
 
     def discriminator_losses(self, step):
-        c = self.config
         real_logits = self.discriminate(step.real, training=True)
         terms = {"d_adv": self.loss_family.discriminator(real_logits, self.fake_logits(step.noise))}
-        if c.gradient_penalty > 0:
-            fake, _ = self.generate(step.noise, training=True)
-            terms["d_gp"] = c.gradient_penalty * gradient_penalty(
-                lambda x: self.discriminate(x, training=True), step.real, tf.stop_gradient(fake), step.noise["gp_epsilon"]
-            )
-        return terms
+        return {**terms, **self.gradient_penalty_terms(step)}
+
+    def gradient_penalty_terms(self, step):
+        """``{"d_gp": lambda * GP}`` on the adversarial logit when ``gradient_penalty`` > 0, else ``{}``."""
+        if self.config.gradient_penalty <= 0:
+            return {}
+        fake, _ = self.generate(step.noise, training=True)
+        penalty = gradient_penalty(
+            lambda x: self.discriminate(x, training=True), step.real, tf.stop_gradient(fake), step.noise["gp_epsilon"]
+        )
+        return {"d_gp": self.config.gradient_penalty * penalty}
 
     def generator_losses(self, step):
         return {"g_adv": self.loss_family.generator(self.fake_logits(step.noise))}

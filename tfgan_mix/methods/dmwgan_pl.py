@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from tfgan_mix.core import GANConfig, MixtureGAN, register_method
 from tfgan_mix.layers.activations import get_activation
+from tfgan_mix.losses import interpolate_gradient_norms
 
 
 @dataclasses.dataclass
@@ -92,14 +93,7 @@ def one_sided_gradient_penalty(critic, real, fake, epsilon):
     The one-sided penalty of Gulrajani et al. 2017 (section 4, footnote) that DMWGAN-PL's released
     code uses: only gradients steeper than 1 are penalised. ``epsilon``: (B,) in [0, 1].
     """
-    eps = tf.reshape(epsilon, [-1] + [1] * (len(real.shape) - 1))
-    interpolated = eps * real + (1.0 - eps) * fake
-    with tf.GradientTape() as tape:
-        tape.watch(interpolated)
-        scores = critic(interpolated)
-    grads = tape.gradient(scores, interpolated)
-    norms = tf.sqrt(tf.reduce_sum(tf.reshape(tf.square(grads), [tf.shape(grads)[0], -1]), axis=1) + 1e-12)
-    return tf.square(tf.nn.relu(norms - 1.0))
+    return tf.square(tf.nn.relu(interpolate_gradient_norms(critic, real, fake, epsilon) - 1.0))
 
 
 def prior_cross_entropy(posterior, log_prior):

@@ -30,7 +30,6 @@ import tensorflow as tf
 
 from tfgan_mix.core import GANConfig, MixtureGAN, choose_from_uniform, register_method, select_generator
 from tfgan_mix.layers import GeneratorBank, get_activation
-from tfgan_mix.losses import gradient_penalty
 
 
 @dataclasses.dataclass
@@ -134,12 +133,7 @@ class MADGAN(MixtureGAN):
     def discriminator_losses(self, step):
         real = self.discriminator_logits(step.real, training=True)
         terms = {"d_adv": madgan_discriminator_loss(real, self.fake_class_logits(step.noise))}
-        if self.config.gradient_penalty > 0:
-            fake, _ = self.generate(step.noise, training=True)
-            terms["d_gp"] = self.config.gradient_penalty * gradient_penalty(
-                lambda x: self.discriminate(x, training=True), step.real, tf.stop_gradient(fake), step.noise["gp_epsilon"]
-            )
-        return terms
+        return {**terms, **self.gradient_penalty_terms(step)}
 
     def generator_losses(self, step):
         # Eq. 3 (loss="minimax") or its non-saturating form, averaged over the K generators.

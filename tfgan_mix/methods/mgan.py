@@ -31,7 +31,6 @@ import dataclasses
 import tensorflow as tf
 
 from tfgan_mix.core import GANConfig, MixtureGAN, register_method
-from tfgan_mix.losses import gradient_penalty
 
 
 @dataclasses.dataclass
@@ -80,7 +79,6 @@ class MGAN(MixtureGAN):
         return logits[..., 0], logits[..., 1:]
 
     def discriminator_losses(self, step):
-        c = self.config
         real_logits = self.discriminate(step.real, training=True)
         adv, classes = self.all_fake_heads(step.noise)
         # Eq. 4, expectation over the uniform r: average the fake term over the K generators.
@@ -88,12 +86,7 @@ class MGAN(MixtureGAN):
             "d_adv": tf.reduce_mean(self.loss_family.discriminator(real_logits[:, None], adv), axis=1),
             "d_cls": tf.reduce_mean(generator_cross_entropy(classes), axis=1),  # C on fakes only
         }
-        if c.gradient_penalty > 0:
-            fake, _ = self.generate(step.noise, training=True)
-            terms["d_gp"] = c.gradient_penalty * gradient_penalty(
-                lambda x: self.discriminate(x, training=True), step.real, tf.stop_gradient(fake), step.noise["gp_epsilon"]
-            )
-        return terms
+        return {**terms, **self.gradient_penalty_terms(step)}
 
     def generator_losses(self, step):
         adv, classes = self.all_fake_heads(step.noise)
