@@ -30,6 +30,8 @@ def _small_options(cls, k):
                    discriminator_units=(128, 128), g_learning_rate=LEARNING_RATE, d_learning_rate=LEARNING_RATE)
     if "router_units" in cls.config_class.field_names():
         options["router_units"] = (32,)
+    # Small noise too: MIX+GAN's paper default is 1024-d z, which would cost minutes here.
+    options["latent_dim"] = min(cls.config_class().latent_dim, 32)
     if cls.config_class().shared_trunk:  # leaves then a shared trunk (MoG/HMoG): keep a narrow leaf layer
         options["generator_units"] = (32, 64, 64)
     return options
