@@ -52,6 +52,7 @@ setup(
         "test": [
             "pytest>=8,<10",
             "pytest-timeout>=2.3,<3",
+            "pytest-xdist>=3.5,<4",  # the suite runs in two processes (pyproject addopts)
         ],
     },
     entry_points={"console_scripts": ["tfgan-mix=tfgan_mix.training.cli:main"]},

@@ -1,4 +1,4 @@
-"""Benchmark (not part of the suite; run with `python -m pytest -m benchmark -s tests/test_bench_serving.py`):
+"""Benchmark (not part of the suite; run with `python -m pytest -m benchmark -n 0 -s tests/test_bench_serving.py`):
 train NPGAN on gaussians3 with its preset, export it, serve it, and print
 
 * acceptance and off-manifold rate of served samples (REST) against the raw generator's;
