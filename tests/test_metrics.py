@@ -108,3 +108,13 @@ def test_bad_inputs_are_named():
         M.coverage_gap(np.zeros((3, 2)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="a is empty"):
         M.frechet_distance(np.zeros((0, 2)), np.zeros((3, 2)))
+
+
+def test_label_mode_statistics():
+    uniform = np.arange(1000) % 10
+    stats = M.label_mode_statistics(uniform, 10)
+    assert stats["modes_covered"] == 10 and stats["reverse_kl"] == pytest.approx(0.0, abs=1e-12)
+    half = M.label_mode_statistics(np.arange(1000) % 5, 10)  # 5 of 10 modes, evenly: KL = log 2
+    assert half["modes_covered"] == 5 and half["reverse_kl"] == pytest.approx(np.log(2))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\)"):
+        M.label_mode_statistics([3, 10], 10)

@@ -118,6 +118,21 @@ def mode_statistics(samples, centres, std, *, num_std=3, min_count=1, weights=No
             "num_modes": int(k), "reverse_kl": reverse_kl}
 
 
+def label_mode_statistics(labels, num_modes):
+    """Modes covered and reverse KL from classifier labels (paper 002's Stacked MNIST protocol:
+    a pretrained classifier names each sample's mode). reverse_kl = KL(q || uniform), q the
+    label shares; empty modes add 0."""
+    labels = np.asarray(labels).reshape(-1)
+    if len(labels) == 0:
+        raise ValueError("labels is empty")
+    if labels.min() < 0 or labels.max() >= num_modes:
+        raise ValueError(f"labels must lie in [0, {num_modes}), got [{labels.min()}, {labels.max()}]")
+    q = np.bincount(labels, minlength=num_modes) / len(labels)
+    used = q > 0
+    return {"modes_covered": int(used.sum()), "num_modes": int(num_modes),
+            "reverse_kl": float(np.sum(q[used] * np.log(q[used] * num_modes)))}
+
+
 def mode_proportions(samples, centres):
     """Share of samples whose nearest centre is each mode; sums to 1."""
     samples, centres = _pair(samples, centres, ("samples", "centres"))
