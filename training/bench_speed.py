@@ -103,18 +103,18 @@ def graph_flops(concrete_function):
     return profile.total_float_ops
 
 
-def training_step_gflops(method="gan", width=1024, depth=5, batch=256, data_dim=1024, repeats=5):
+def training_step_gflops(method="gan", width=1024, layers=5, batch=256, data_dim=1024, repeats=5):
     """{flops_per_step, seconds_per_step, gflops} of ``method``'s train_step on axes1024-sized nets."""
     from tfgan_mix.training.train import build_model
 
-    options = {"data_shape": (data_dim,), "latent_dim": 100, "generator_units": (width,) * depth,
-               "discriminator_units": (width,) * depth}
+    hidden = (width,) * (layers - 2)  # paper 001's "5 layers": input, 3 hidden of 1024, output
+    options = {"data_shape": (data_dim,), "latent_dim": 100, "generator_units": hidden, "discriminator_units": hidden}
     model = build_model(method, options)
     real = tf.random.stateless_normal([batch, data_dim], [3, 4])
     step = tf.function(model.train_step)
     flops = graph_flops(step.get_concrete_function(real))
     seconds = median_seconds(lambda: step(real)["d_loss"].numpy(), repeats)
-    return {"method": method, "flops_per_step": flops, "seconds_per_step": seconds, "gflops": flops / seconds / 1e9}
+    return {"method": method, "width": width, "layers": layers, "flops_per_step": flops, "seconds_per_step": seconds, "gflops": flops / seconds / 1e9}
 
 
 # ---------------------------------------------------------------------- item 8: sampling

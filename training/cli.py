@@ -14,6 +14,7 @@
                      [--candidates M] [--threshold T]
     tfgan-mix serve BASE [--name NAME] [--port P] [--grpc-port Q] [--host 127.0.0.1]
     tfgan-mix demo [--out DIR] [--steps N]
+    tfgan-mix bench [--quick] [--out DIR] [--work DIR]
 
 Bad input (unknown method or dataset, invalid data file, bad option) is reported in one line
 on stderr with exit status 2, before any output directory is created.
@@ -207,6 +208,19 @@ def cmd_demo(args):
         print(f"{what}: {path}")
 
 
+def cmd_bench(args):
+    """Regenerate BENCHMARKS.md (fidelity tables of papers 000-004 and speed) from measured runs."""
+    from tfgan_mix.training.bench import run_bench
+
+    if args.work and os.path.exists(args.work) and os.listdir(args.work):
+        raise FileExistsError(f"--work {args.work} is not empty; give an empty or new folder")
+    command = "tfgan-mix bench" + (" --quick" if args.quick else "")
+    start = time.perf_counter()
+    path = run_bench(args.out, quick=args.quick, work_dir=args.work, log=lambda m: print(m, flush=True),
+                     command=command)
+    print(f"wrote {path} in {(time.perf_counter() - start) / 60:.1f} minutes")
+
+
 # ---------------------------------------------------------------------- option parsing
 def _apply_preset(args):
     """Fill what the command line left out from ``--preset``; explicit flags win."""
@@ -347,6 +361,12 @@ def _parser():
     p.add_argument("--num-samples", type=_positive_int, default=5000)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("bench", help="measure the papers' tables and speed; write BENCHMARKS.md")
+    p.add_argument("--quick", action="store_true", help="smoke profile: minutes, figures are not results")
+    p.add_argument("--out", default=".", help="folder for BENCHMARKS.md and benchmarks/ (default: here)")
+    p.add_argument("--work", help="keep the trained runs in this (empty or new) folder instead of a temporary one")
+    p.set_defaults(run=cmd_bench)
     return parser
 
 
