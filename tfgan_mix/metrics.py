@@ -108,12 +108,7 @@ def mode_statistics(samples, centres, std, *, num_std=3, min_count=1, weights=No
     p = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
     counts = np.bincount(np.argmin(_centre_distances(samples[good], centres), axis=1), minlength=k) \
         if good.any() else np.zeros(k, int)
-    if counts.sum() == 0:
-        reverse_kl = float("inf")
-    else:
-        q = counts / counts.sum()
-        used = q > 0
-        reverse_kl = float(np.sum(q[used] * np.log(q[used] / p[used])))
+    reverse_kl = float("inf") if counts.sum() == 0 else _reverse_kl(counts, p)
     return {"high_quality_rate": float(good.mean()), "modes_recovered": int(np.sum(counts >= min_count)),
             "num_modes": int(k), "reverse_kl": reverse_kl}
 
@@ -127,10 +122,16 @@ def label_mode_statistics(labels, num_modes):
         raise ValueError("labels is empty")
     if labels.min() < 0 or labels.max() >= num_modes:
         raise ValueError(f"labels must lie in [0, {num_modes}), got [{labels.min()}, {labels.max()}]")
-    q = np.bincount(labels, minlength=num_modes) / len(labels)
+    counts = np.bincount(labels, minlength=num_modes)
+    return {"modes_covered": int(np.sum(counts > 0)), "num_modes": int(num_modes),
+            "reverse_kl": _reverse_kl(counts, np.full(num_modes, 1.0 / num_modes))}
+
+
+def _reverse_kl(counts, p):
+    """KL(q || p) = sum_m q_m log(q_m / p_m), q = counts / sum(counts); modes with q_m = 0 add 0."""
+    q = counts / counts.sum()
     used = q > 0
-    return {"modes_covered": int(used.sum()), "num_modes": int(num_modes),
-            "reverse_kl": float(np.sum(q[used] * np.log(q[used] * num_modes)))}
+    return float(np.sum(q[used] * np.log(q[used] / p[used])))
 
 
 def mode_proportions(samples, centres):
