@@ -47,6 +47,18 @@ def test_coverage_gap():
     assert M.coverage_gap(real, real[:50], 1e-9) == pytest.approx(0.75)
 
 
+def test_coverage_radius_is_the_epsilon_where_the_gap_reaches_one_minus_the_quantile():
+    x = np.linspace(0.0, 1.0, 101)
+    real = np.stack([x, np.zeros_like(x)], axis=1)
+    samples = real[x <= 0.5] + [0.0, 0.01]  # the right half of the segment is a missed tail
+    radius = M.coverage_radius(real, samples, quantile=0.95)
+    assert radius == pytest.approx(np.hypot(np.quantile(np.maximum(x - 0.5, 0.0), 0.95), 0.01))
+    assert M.coverage_gap(real, samples, radius * 1.0001) <= 0.05 < M.coverage_gap(real, samples, radius * 0.99)
+    assert M.coverage_radius(real, real + [0.0, 0.01], quantile=0.95) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="quantile"):
+        M.coverage_radius(real, samples, quantile=0.0)
+
+
 def test_mode_statistics_on_the_grid():
     perfect = np.repeat(GRID, 4, axis=0)
     stats = M.mode_statistics(perfect, GRID, 0.05)

@@ -57,6 +57,17 @@ def coverage_gap(real, samples, epsilon=PAPER_COVERAGE_EPSILON):
     return float(np.mean(distance > epsilon))
 
 
+def coverage_radius(real, samples, quantile=0.95):
+    """The distance within which ``quantile`` of the real points have a sample: the epsilon at
+    which ``coverage_gap`` reaches ``1 - quantile``. No epsilon to choose, so it stays readable
+    when samples are not precise to paper 000's epsilon; a missed tail makes it large."""
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+    real, samples = _pair(real, samples)
+    distance, _ = cKDTree(samples).query(real, k=1)
+    return float(np.quantile(distance, quantile))
+
+
 # ---------------------------------------------------------------------- distances between sets
 def earth_movers_distance(a, b, *, max_points=2000, seed=0):
     """Exact EMD between equal-size subsamples: min over matchings of the mean Euclidean distance

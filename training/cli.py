@@ -14,7 +14,7 @@
                      [--candidates M] [--threshold T]
     tfgan-mix serve BASE [--name NAME] [--port P] [--grpc-port Q] [--host 127.0.0.1]
     tfgan-mix demo [--out DIR] [--steps N]
-    tfgan-mix bench [--quick] [--out DIR] [--work DIR]
+    tfgan-mix bench [--quick] [--out DIR] [--work DIR] [--only SECTIONS]
 
 Bad input (unknown method or dataset, invalid data file, bad option) is reported in one line
 on stderr with exit status 2, before any output directory is created.
@@ -214,9 +214,10 @@ def cmd_bench(args):
 
     if args.work and os.path.exists(args.work) and os.listdir(args.work):
         raise FileExistsError(f"--work {args.work} is not empty; give an empty or new folder")
-    command = "tfgan-mix bench" + (" --quick" if args.quick else "")
+    only = None if args.only is None else [name.strip() for name in args.only.split(",") if name.strip()]
+    command = "tfgan-mix bench" + (" --quick" if args.quick else "") + (f" --only {','.join(only)}" if only else "")
     start = time.perf_counter()
-    path = run_bench(args.out, quick=args.quick, work_dir=args.work, log=lambda m: print(m, flush=True),
+    path = run_bench(args.out, quick=args.quick, work_dir=args.work, only=only, log=lambda m: print(m, flush=True),
                      command=command)
     print(f"wrote {path} in {(time.perf_counter() - start) / 60:.1f} minutes")
 
@@ -366,6 +367,9 @@ def _parser():
     p.add_argument("--quick", action="store_true", help="smoke profile: minutes, figures are not results")
     p.add_argument("--out", default=".", help="folder for BENCHMARKS.md and benchmarks/ (default: here)")
     p.add_argument("--work", help="keep the trained runs in this (empty or new) folder instead of a temporary one")
+    p.add_argument("--only", metavar="SECTIONS",
+                   help="comma-separated sections to rerun (paper000, paper003, paper002, paper004, paper001, speed), "
+                        "replacing them in the report already in --out")
     p.set_defaults(run=cmd_bench)
     return parser
 
