@@ -1,6 +1,7 @@
 """``tfgan-mix bench``: the quick profile end to end through the command line, and its parts."""
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -31,10 +32,16 @@ def test_quick_bench_writes_every_table_and_measurement(tmp_path):
     for table in results["tables"]:
         for row in table["rows"]:
             assert not row["errors"], row["errors"]
-            assert row["rule"] and 0.0 < row["acceptance"][0] <= 1.0, row["label"]
             assert row["raw"] and all(math.isfinite(v) for vs in row["raw"].values() for v in vs), row["label"]
+            if not row.get("reference"):
+                assert row["rule"] and 0.0 < row["acceptance"][0] <= 1.0, row["label"]
+                assert row["losses"] and "g_loss" in row["losses"][0], row["label"]
     paper000 = next(t for t in results["tables"] if t["key"] == "paper000")
-    assert len(paper000["rows"]) == 16  # 4 methods x 2 datasets x 2 and 3 generators
+    trained = [row for row in paper000["rows"] if not row.get("reference")]
+    assert len(trained) == 16  # 4 methods x 2 datasets x 2 and 3 generators
+    assert {row["label"] for row in paper000["rows"] if row.get("reference")} == {
+        "real data, gaussians3 (reference: a second draw)", "real data, parabolas (reference: a second draw)"}
+    assert all("coverage_r95" in row["raw"] for row in trained if "parabolas" in row["label"])
     speed = results["speed"]
     assert {(r["k"], r["implementation"], r["xla"]) for r in speed["generator_bank"]} == {
         (k, impl, xla) for k in bench.PROFILES["quick"].speed_ks
@@ -72,3 +79,70 @@ def test_summaries_give_mean_and_sample_spread():
     assert bench.summarise([0.5]) == "0.5000"
     assert bench.summarise([1.0, 2.0, 3.0]) == "2 ± 1 (n=3)"
     assert bench.summarise([]) == "—"
+
+
+def _fake_study(key, value, bench_log):
+    def study(b):
+        b.timings.append({"run": f"{key} run", "seed": 0, "steps": 1, "seconds": value})
+        bench_log.append(key)
+        row = {"label": f"{key} run", "raw": {"m": [value]}, "rejected": {}, "acceptance": [1.0], "errors": [],
+               "losses": [], "rule": "truncation"}
+        return bench.Table(key, f"Table {key}", [["m", "metric", True]], [row], {f"{key} run": {"m": 0.5}}, [])
+
+    study.__name__ = key
+    return study
+
+
+def test_only_reruns_the_named_sections_and_keeps_the_rest(tmp_path, monkeypatch):
+    ran = []
+    keys = bench.SECTIONS[:-1]
+    fake_speed = {"generator_bank": [{"k": 1, "implementation": "x", "xla": False, "ms_per_step": 1.0}],
+                  "matmul_peak_gflops": 10.0, "training_step": {"method": "gan", "layers": 5, "width": 8,
+                  "flops_per_step": 1e9, "seconds_per_step": 0.1, "gflops": 5.0},
+                  "sampling": [{"path": "onnxruntime", "batch": 1, "samples_per_s": 9.0}]}
+    monkeypatch.setattr(bench, "speed", lambda *a, **k: fake_speed)
+    monkeypatch.setattr(bench, "STUDIES", tuple(_fake_study(k, 1.0, ran) for k in keys))
+    bench.run_bench(str(tmp_path), quick=True, log=lambda m: None, command="first")
+    first = json.loads((tmp_path / "benchmarks" / "results.json").read_text())
+    assert ran == list(keys)
+
+    ran.clear()
+    monkeypatch.setattr(bench, "STUDIES", tuple(_fake_study(k, 2.0, ran) for k in keys))
+    monkeypatch.setattr(bench, "speed", lambda *a, **k: pytest.fail("speed was not asked for"))
+    bench.run_bench(str(tmp_path), quick=True, only=["paper003"], log=lambda m: None, command="second")
+    merged = json.loads((tmp_path / "benchmarks" / "results.json").read_text())
+    assert ran == ["paper003"]
+    for old, new in zip(first["tables"], merged["tables"]):
+        expected = 2.0 if new["key"] == "paper003" else 1.0
+        assert new["rows"][0]["raw"]["m"] == [expected], new["key"]
+        if new["key"] != "paper003":
+            assert new == old
+    assert merged["speed"] == first["speed"]
+    # The rerun's training time replaces the old one; the others are kept.
+    assert sorted((t["run"], t["seconds"]) for t in merged["timings"]) == sorted(
+        (f"{k} run", 2.0 if k == "paper003" else 1.0) for k in keys)
+    assert [r["command"] for r in merged["runs"]] == ["first", "second"]
+    assert merged["runs"][1]["sections"] == ["paper003"]
+    report = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "`first` (paper000" in report and "`second` (paper003)" in report
+    assert "**Misses the paper**" in report and "paper003 run, metric 2 vs 0.5000" in report
+
+
+def test_only_refuses_to_start_without_a_matching_report(tmp_path):
+    result = _cli("bench", "--quick", "--only", "paper003", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "results.json does not exist" in result.stderr
+    assert not (tmp_path / "out").exists()
+    result = _cli("bench", "--quick", "--only", "paper999", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "unknown bench section" in result.stderr and "paper000" in result.stderr
+    (tmp_path / "full" / "benchmarks").mkdir(parents=True)
+    (tmp_path / "full" / "benchmarks" / "results.json").write_text(json.dumps({"profile": {"name": "full"}}))
+    result = _cli("bench", "--quick", "--only", "paper003", "--out", str(tmp_path / "full"))
+    assert result.returncode == 2 and "full profile" in result.stderr and "cannot mix profiles" in result.stderr
+    assert os.listdir(tmp_path / "full") == ["benchmarks"]
+
+
+def test_misses_compare_raw_means_in_each_metric_direction():
+    rows = [{"label": "a", "raw": {"low": [0.2, 0.4], "high": [10.0]}}, {"label": "b", "raw": {"low": [0.1]}}]
+    table = bench.Table("t", "T", [("low", "error", True), ("high", "modes", False)], rows,
+                        {"a": {"low": 0.25, "high": 12.0}, "b": {"low": 0.1}}, [])
+    assert bench.misses(table) == ["a, error 0.3000 vs 0.2500", "a, modes 10 vs 12"]
