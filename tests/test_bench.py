@@ -42,6 +42,9 @@ def test_quick_bench_writes_every_table_and_measurement(tmp_path):
     assert {row["label"] for row in paper000["rows"] if row.get("reference")} == {
         "real data, gaussians3 (reference: a second draw)", "real data, parabolas (reference: a second draw)"}
     assert all("coverage_r95" in row["raw"] for row in trained if "parabolas" in row["label"])
+    for key in ("paper003", "paper004", "paper001"):  # a second real draw: each metric's floor
+        table = next(t for t in results["tables"] if t["key"] == key)
+        assert table["rows"][0]["reference"] and set(table["rows"][0]["raw"]) == {c[0] for c in table["columns"]}
     speed = results["speed"]
     assert {(r["k"], r["implementation"], r["xla"]) for r in speed["generator_bank"]} == {
         (k, impl, xla) for k in bench.PROFILES["quick"].speed_ks
@@ -146,3 +149,13 @@ def test_misses_compare_raw_means_in_each_metric_direction():
     table = bench.Table("t", "T", [("low", "error", True), ("high", "modes", False)], rows,
                         {"a": {"low": 0.25, "high": 12.0}, "b": {"low": 0.1}}, [])
     assert bench.misses(table) == ["a, error 0.3000 vs 0.2500", "a, modes 10 vs 12"]
+
+
+def test_weak_seeds_are_named_and_good_runs_are_not():
+    rows = [{"label": "real", "reference": True, "raw": {"modes": [5.0], "high_quality": [0.99]}},
+            {"label": "HMoG", "raw": {"modes": [5.0, 3.0, 5.0], "high_quality": [0.9, 0.03, 0.4]}},
+            {"label": "MoG", "raw": {"modes": [5.0], "high_quality": [0.95]}}]
+    note = bench._weak_seeds_note(rows, 5, (0, 1, 2))
+    assert "HMoG seed 1 (3 of 5 modes, 0.0300" in note and "HMoG seed 2 (5 of 5 modes, 0.4000" in note
+    assert "HMoG seed 0" not in note and "MoG seed" not in note.replace("HMoG seed", "")
+    assert "Every seed" in bench._weak_seeds_note(rows[2:], 5, (0,))
