@@ -4,6 +4,13 @@ Every generator has the same architecture, so layer ``l`` of all K generators is
 shape ``(K, in, out)`` and the whole bank runs as ``einsum('bki,kio->bko')``: no Python loop over
 K (the pattern of keras-hub's ``MixtralMoeExperts``).
 
+Speed, as measured by ``tfgan-mix bench`` (BENCHMARKS.md, "Training step against K"): under XLA the
+bank beats a Python loop over K generators from K = 16 up on a 2-core CPU; without XLA the loop is
+faster at every K measured, because TensorFlow's einsum kernel transposes ``(B, K, in)`` to
+``(K, B, in)`` before its batch matmul and the result back afterwards, in every layer. What the bank
+always gives is one static-shape graph whatever K is (XLA, TPUs, ONNX) and stacked weights that
+export as a few tensors. A K-major activation layout would remove the transposes; not done yet.
+
 Structure (shared by both backbones), with ``units = (h0, h1, ...)``:
 
     head:  z -> h0            linear, always one per generator   (MGAN's/PGMGAN's per-generator input
