@@ -52,9 +52,7 @@ def off_manifold_rate(samples, real, labels, centres):
 def coverage_gap(real, samples, epsilon=PAPER_COVERAGE_EPSILON):
     """Share of real points with no sample within distance ``epsilon`` (paper 000, Table 1's
     coverage measure: 0 means every real point is covered)."""
-    real, samples = _pair(real, samples)
-    distance, _ = cKDTree(samples).query(real, k=1)
-    return float(np.mean(distance > epsilon))
+    return float(np.mean(_nearest_sample_distances(real, samples) > epsilon))
 
 
 def coverage_radius(real, samples, quantile=0.95):
@@ -63,9 +61,13 @@ def coverage_radius(real, samples, quantile=0.95):
     when samples are not precise to paper 000's epsilon; a missed tail makes it large."""
     if not 0.0 < quantile <= 1.0:
         raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+    return float(np.quantile(_nearest_sample_distances(real, samples), quantile))
+
+
+def _nearest_sample_distances(real, samples):
     real, samples = _pair(real, samples)
     distance, _ = cKDTree(samples).query(real, k=1)
-    return float(np.quantile(distance, quantile))
+    return distance
 
 
 # ---------------------------------------------------------------------- distances between sets
