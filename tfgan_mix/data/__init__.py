@@ -20,7 +20,8 @@ class DataError(ValueError):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
-    """Examples ``x`` (float32, C-contiguous) with optional per-example mode labels.
+    """Examples ``x`` (float32, C-contiguous) with optional per-example mode labels. Wider floats
+    are converted, and refused with a ``DataError`` when a finite value would overflow float32.
 
     ``centres`` (num_modes, d) and ``stds`` (num_modes,) are set for Gaussian mixtures only.
     """
@@ -37,7 +38,13 @@ class Dataset:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        object.__setattr__(self, "x", np.ascontiguousarray(self.x, dtype=np.float32))
+        x = np.asarray(self.x)
+        if x.dtype.kind == "f" and x.dtype.itemsize > 4:
+            finite = np.abs(x[np.isfinite(x)])
+            if finite.size and finite.max() > np.finfo(np.float32).max:
+                raise DataError(f"{self.name}: values up to {finite.max():.3g} do not fit float32 (max "
+                                f"{np.finfo(np.float32).max:.3g}), the dtype training uses; rescale the data")
+        object.__setattr__(self, "x", np.ascontiguousarray(x, dtype=np.float32))
         if self.labels is not None:
             object.__setattr__(self, "labels", np.asarray(self.labels, dtype=np.int64))
 

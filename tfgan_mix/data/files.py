@@ -1,9 +1,12 @@
 """User data files: ``.npy`` of shape (n, d) or (n, h, w, c), or ``.csv`` of shape (n, d).
 
 A CSV may start with one header row whose cells are all non-numeric. uint8 data is scaled to
-[-1, 1]; other numbers are kept as they are. Every problem is a ``DataError`` naming the file.
+[-1, 1]; other numbers are kept as they are (and must fit float32, the training dtype). A
+``.npy`` header is checked against the file's size before any array is allocated. Every problem
+is a ``DataError`` naming the file.
 """
 import csv
+import math
 import os
 
 import numpy as np
@@ -27,6 +30,7 @@ def load_file(path):
     if len(bad):
         first = f"row {line_numbers[bad[0]]}" if line_numbers else f"index {bad[0]}"
         raise DataError(f"{path}: {len(bad)} example(s) contain NaN or inf values; the first is {first}")
+    _check_float32_range(path, x, line_numbers)
     if x.dtype == np.uint8:
         x = x.astype(np.float32) / 127.5 - 1.0
     kind = "images" if x.ndim == 4 else "points"
@@ -34,6 +38,7 @@ def load_file(path):
 
 
 def _read_npy(path):
+    _check_npy_header(path)
     try:
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
@@ -46,6 +51,43 @@ def _read_npy(path):
         raise DataError(f"{path}: expected an array of rank 2 (n, d) or rank 4 (n, h, w, c), "
                         f"got rank {x.ndim} with shape {x.shape}")
     return x
+
+
+def _check_npy_header(path):
+    """Read only the .npy header and check that the file holds the bytes its shape and dtype need,
+    so a header claiming a huge shape is refused before anything that size is allocated."""
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:  # 3.0 exists only for structured dtypes with non-latin-1 field names
+                raise DataError(f"{path}: .npy format version {version[0]}.{version[1]} is not supported "
+                                f"(save a plain numeric array with numpy.save)")
+            shape, _, dtype = read_header(f)
+        except (ValueError, OSError, EOFError, SyntaxError) as error:
+            raise DataError(f"{path}: not a readable .npy array ({error})") from None
+        data_start = f.tell()
+    if dtype.hasobject:
+        raise DataError(f"{path}: expected numbers, got dtype {dtype} (Python objects are not loaded)")
+    needed = math.prod(shape) * dtype.itemsize
+    available = os.path.getsize(path) - data_start
+    if needed > available:
+        raise DataError(f"{path}: the header claims shape {shape} of {dtype} ({needed:,} bytes) but the file "
+                        f"holds {available:,} bytes of data (truncated or corrupt)")
+
+
+def _check_float32_range(path, x, line_numbers):
+    """Training runs in float32: refuse values that would become inf there (float64 data can hold
+    finite values up to 1.8e308, float32 only up to 3.4e38)."""
+    if x.dtype.kind != "f" or x.dtype.itemsize <= 4:
+        return
+    limit = np.finfo(np.float32).max
+    too_big = np.flatnonzero((np.abs(x.reshape(len(x), -1)) > limit).any(axis=1))
+    if len(too_big):
+        first = f"row {line_numbers[too_big[0]]}" if line_numbers else f"index {too_big[0]}"
+        raise DataError(f"{path}: {len(too_big)} example(s) hold values beyond float32's range (|x| > {limit:.3g}, "
+                        f"largest {np.abs(x).max():.3g}), which training would turn into inf; the first is {first}")
 
 
 def _read_csv(path):
