@@ -6,7 +6,7 @@ import tensorflow as tf
 from conftest import tiny_options, toy_batches
 
 from tfgan_mix.core import Step
-from tfgan_mix.methods.dmwgan_pl import entropy, one_sided_gradient_penalty, prior_cross_entropy
+from tfgan_mix.methods.dmwgan_pl import DMWGANPLConfig, entropy, one_sided_gradient_penalty, prior_cross_entropy
 from tfgan_mix.training.train import build_model
 
 
@@ -81,8 +81,26 @@ def test_entropy_bonus_decays_with_generator_steps():
     model.fit(toy_batches((2,), batch_size=8), steps_per_epoch=3, epochs=1, verbose=0)
     step = _step(model)
     log_r = model.prior.log_probs()
-    expected = -50.0 * 0.9**3 * float(entropy(log_r))
-    assert abs(float(model.generator_losses(step)["g_prior_entropy"]) - expected) < 1e-4
+    expected = -50.0 * 4 * 0.9**3 * float(entropy(log_r))  # K = 4 generators
+    assert abs(float(model.generator_losses(step)["g_prior_entropy"]) - expected) < 1e-3
+
+
+def test_prior_loss_is_k_times_the_authors_class_averaged_loss():
+    """The released code minimises -mean_{x, c}(Q log r) - 1000 * 0.999^t * H(r) (mean over the batch
+    AND the K classes). Our class-summed terms must equal K times that, so the entropy bonus keeps
+    the authors' weight relative to the cross-entropy. Written out with numpy, at t = 0."""
+    assert DMWGANPLConfig().prior_entropy_weight == 1000.0
+    model = _model()
+    k = model.config.num_generators
+    model.prior.zeta.assign([0.4, -0.3, 0.2, 0.0])
+    step = _step(model)
+    terms = model.generator_losses(step)
+    ours = float(tf.reduce_mean(terms["g_prior"])) + float(terms["g_prior_entropy"])
+    q = tf.nn.softmax(model.encoder_logits(step.real)).numpy()
+    log_r = np.log(np.exp(model.prior.scale * np.array([0.4, -0.3, 0.2, 0.0])) /
+                   np.exp(model.prior.scale * np.array([0.4, -0.3, 0.2, 0.0])).sum())
+    authors = -np.mean(q * log_r[None, :]) - 1000.0 * -(np.exp(log_r) * log_r).sum()
+    np.testing.assert_allclose(ours, k * authors, rtol=1e-5)
 
 
 def test_critic_trunk_is_not_trained_by_the_encoder():

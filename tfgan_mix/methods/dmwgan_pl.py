@@ -15,8 +15,12 @@ from a learned prior r(c; zeta) = softmax(zeta). Three objectives:
    so each generator makes points the others cannot be confused with. Q is a small head on the
    critic's last hidden features (the critic's own weights are not trained by L_Q).
 3. The prior r is fitted to the encoder's posterior on *real* data (cross-entropy; it is not part
-   of the minimax game, and gradients of the GAN loss do not reach it, since c is drawn):
-       L_r = -E_{x ~ data}[ sum_c Q(c | x) log r(c) ] - beta_t H(r),   beta_t = beta_0 * decay^t
+   of the minimax game, and gradients of the GAN loss do not reach it, since c is drawn). The
+   authors' released code minimises a cross-entropy *averaged* over the K classes,
+       L_r' = -mean_{x, c}[ Q(c | x) log r(c) ] - beta_t H(r),   beta_t = beta_0 * decay^t,
+   beta_0 = 1000. We write the cross-entropy summed over classes, so we minimise K L_r':
+       L_r = -E_{x ~ data}[ sum_c Q(c | x) log r(c) ] - K beta_t H(r)
+   (the same minimiser, and the same Adam steps up to Adam's epsilon).
    The entropy bonus keeps every generator in play early; it decays so r can then drop redundant
    generators ("inferring the necessary number of generators").
 
@@ -26,8 +30,9 @@ generators, Q and zeta form the generator player and are updated together after 
 on a loss's scale, so the authors' separate prior learning rate (1e-3 vs 2e-4 for G) is kept by
 parameterising r = softmax(prior_lr_scale * zeta): Adam then moves the logits prior_lr_scale times
 faster. Defaults follow the authors' released code where the paper is silent (Adam betas (0.5, 0.5),
-learning rate 2e-4, 5 critic steps, lambda_gp 10, lambda_info 1, entropy weight 1000 * 0.999^t
-against a class-averaged cross-entropy, i.e. 100 against our class-summed one for their K = 10).
+learning rate 2e-4, 5 critic steps, lambda_gp 10, lambda_info 1, entropy weight beta_0 = 1000 with
+decay 0.999 per generator step against the class-averaged cross-entropy, i.e. 1000 K against our
+class-summed one).
 Batch norm in Q is left out (statistics over the local batch would differ across replicas).
 """
 import dataclasses
@@ -52,7 +57,7 @@ class DMWGANPLConfig(GANConfig):
     info_weight: float = 1.0  # lambda_info
     encoder_units: tuple = (128,)  # Q's hidden layers on top of the critic's features
     prior_lr_scale: float = 5.0  # 1e-3 / 2e-4: the authors' prior vs generator learning rates
-    prior_entropy_weight: float = 100.0  # beta_0
+    prior_entropy_weight: float = 1000.0  # beta_0 against the class-averaged cross-entropy (authors' code)
     prior_entropy_decay: float = 0.999  # beta_t = beta_0 * decay^t, t = generator steps
 
     def _check(self):
@@ -104,6 +109,12 @@ def prior_cross_entropy(posterior, log_prior):
 def entropy(log_probs):
     """H(r) = -sum_c r_c log r_c."""
     return -tf.reduce_sum(tf.exp(log_probs) * log_probs)
+
+
+def prior_entropy_bonus(log_prior, weight):
+    """-K beta_t H(r): the authors' -beta_t H(r) against a class-averaged cross-entropy, multiplied by
+    K because ``prior_cross_entropy`` sums over the K classes (see the module docstring)."""
+    return -float(log_prior.shape[-1]) * weight * entropy(log_prior)
 
 
 @register_method("dmwgan_pl")
@@ -162,7 +173,7 @@ class DMWGANPL(MixtureGAN):
         log_prior = self.prior.log_probs()
         terms["g_prior"] = prior_cross_entropy(posterior, log_prior)
         if c.prior_entropy_weight > 0:
-            terms["g_prior_entropy"] = -self._entropy_weight() * entropy(log_prior)
+            terms["g_prior_entropy"] = prior_entropy_bonus(log_prior, self._entropy_weight())
         return terms
 
     def _entropy_weight(self):
