@@ -47,6 +47,8 @@ setup(
         "matplotlib>=3.8,<4",
         "tensorflow-serving-api>=2.19,<2.22",  # the PredictionService protos the gRPC server speaks
         "grpcio>=1.60,<2",
+        "starlette>=0.40,<2",  # the REST front (TF Serving's REST API)
+        "uvicorn>=0.30,<1",  # serves it; model_server subclasses its h11 protocol for the header deadline
     ],
     extras_require={
         "test": [

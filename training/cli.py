@@ -12,7 +12,8 @@
     tfgan-mix sample DIR|BASE/V|BASE/V/model.onnx -n N --out FILE.npy [--seed S]
     tfgan-mix export DIR --out BASE [--version V] [--formats savedmodel,onnx] [--reject RULE]
                      [--candidates M] [--threshold T]
-    tfgan-mix serve BASE [--name NAME] [--port P] [--grpc-port Q] [--host 127.0.0.1]
+    tfgan-mix serve BASE [--name NAME] [--port P] [--grpc-port Q] [--host 127.0.0.1] [--keep-versions N]
+                    [--max-body-bytes B] [--max-batch R] [--idle-timeout S] [--workers W]
     tfgan-mix demo [--out DIR] [--steps N]
     tfgan-mix bench [--quick] [--out DIR] [--work DIR] [--only SECTIONS]
 
@@ -90,7 +91,11 @@ def cmd_train(args):
     start = time.perf_counter()
     # TPUs run XLA only: the TPU path always compiles, as the CPU tests do with jit_compile=True.
     jit = True if args.strategy == "tpu" else _jit(args.jit_compile)
-    model, _ = T.train(spec, dataset, args.out, strategy=strategy, jit_compile=jit)
+    try:
+        T.train(spec, dataset, args.out, strategy=strategy, jit_compile=jit, overwrite=args.overwrite)
+    except T.TrainingDiverged as error:  # not bad input: the run itself failed
+        print(f"tfgan-mix train: error: {error}", file=sys.stderr)
+        return 1
     seconds = time.perf_counter() - start
     print(f"trained {args.method} on {dataset.name} for {args.steps} steps in {seconds:.1f} s "
           f"({args.steps / seconds:.1f} steps/s)")
@@ -127,15 +132,17 @@ def cmd_sample(args):
             raise FileNotFoundError(f"{source} does not exist")
         request = client.onnx_requester(source, args.seed) if source.endswith(".onnx") \
             else client.savedmodel_requester(source, args.seed)
-        samples, rate = client.accepted_samples(request, args.n)
+        try:
+            rate = client.write_accepted(request, args.n, args.out)
+        except client.LowAcceptance as error:
+            print(f"tfgan-mix sample: error: {error}", file=sys.stderr)
+            return 1
         print(f"acceptance rate {rate:.4f}")
-        if len(samples) < args.n:
-            print(f"only {len(samples)} of {args.n} samples passed rejection within "
-                  f"{client.MAX_ROUNDS} rounds", file=sys.stderr)
-    else:
-        from tfgan_mix.training.train import load_run
+        print(f"wrote {args.n} accepted samples to {args.out}")
+        return 0
+    from tfgan_mix.training.train import load_run
 
-        samples, _ = load_run(source).sample(args.n, seed=args.seed)
+    samples, _ = load_run(source).sample(args.n, seed=args.seed)
     _save_npy(samples, args.out)
     print(f"wrote {len(samples)} samples of shape {samples.shape[1:]} to {args.out}")
 
@@ -154,7 +161,8 @@ def cmd_export(args):
     from tfgan_mix.export.writer import export_run
 
     path = export_run(args.run_dir, args.out, version=args.version, formats=args.formats, rule=args.reject,
-                      candidates=args.candidates, threshold=args.threshold)
+                      candidates=args.candidates, threshold=args.threshold, target=args.outlier_target,
+                      floor=args.row_acceptance)
     with open(os.path.join(path, "sampler.json"), encoding="utf-8") as f:
         card = json.load(f)
     print(f"exported {card['method']} to {path} ({', '.join(card['formats'])})")
@@ -168,7 +176,8 @@ def cmd_serve(args):
     from tfgan_mix.serving.model_server import serve
 
     server = serve(args.base, name=args.name, host=args.host, port=args.port, grpc_port=args.grpc_port,
-                   max_body_bytes=args.max_body_bytes, max_batch=args.max_batch)
+                   keep_versions=args.keep_versions, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
+                   idle_timeout_s=args.idle_timeout, workers=args.workers)
     print(f"serving {args.base} as '{args.name}' (versions {server.store.versions()}): "
           f"REST http://{args.host}:{server.rest_port}/v1/models/{args.name}, gRPC {args.host}:{server.grpc_port}",
           flush=True)
@@ -269,6 +278,8 @@ def parse_options(config_path, assignments):
 def _fmt(value):
     if value is None:
         return "n/a"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
     if isinstance(value, list):
         return "[" + ", ".join(f"{v:.3f}" for v in value) + "]"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
@@ -282,6 +293,13 @@ def _positive_int(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _unit_fraction(text):
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
     return value
 
 
@@ -317,7 +335,8 @@ def _parser():
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option (repeatable)")
     p.add_argument("--epoch-steps", type=_positive_int, default=DEFAULT_EPOCH_STEPS,
                    help="steps between logs, sample pictures and backups (the most a crash can lose)")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over: replace a finished run, or an interrupted one (and its backup), in --out")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics and pictures for a trained run")
@@ -344,6 +363,10 @@ def _parser():
                                     "truncation, drs, or a method's own")
     p.add_argument("--candidates", type=_positive_int, default=8, help="candidates drawn per output row")
     p.add_argument("--threshold", type=float, help="accept when the rule's score reaches this (default: calibrated)")
+    p.add_argument("--outlier-target", type=_unit_fraction, default=0.001,
+                   help="calibrate the threshold so at most this share of served samples are outliers")
+    p.add_argument("--row-acceptance", type=_unit_fraction, default=0.99,
+                   help="while keeping at least this share of each generator's rows accepted")
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("serve", help="serve exported versions over TF Serving's REST and gRPC APIs")
@@ -354,6 +377,11 @@ def _parser():
     p.add_argument("--grpc-port", type=int, default=8500)
     p.add_argument("--max-body-bytes", type=_positive_int, default=1 << 20)
     p.add_argument("--max-batch", type=_positive_int, default=1024)
+    p.add_argument("--keep-versions", type=_positive_int, default=1,
+                   help="serve the newest N loadable versions (TF Serving's 'latest N' policy)")
+    p.add_argument("--idle-timeout", type=float, default=15.0,
+                   help="seconds a connection may stay without sending a complete request header")
+    p.add_argument("--workers", type=_positive_int, default=4, help="predictions run at once per front")
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("demo", help="train NPGAN on gaussians3, evaluate, draw pictures")
