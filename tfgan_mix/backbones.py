@@ -5,8 +5,13 @@
 
 ``num_outputs`` > 1 gives auxiliary heads on the same trunk (column 0 is always the adversarial
 logit), which is how methods add a classifier that shares the discriminator's trunk.
+
+``minibatch_discrimination=True`` appends a ``MinibatchDiscrimination`` layer (Salimans et al. 2016)
+to the trunk's last features, before the logits, as paper 000's toy discriminator uses (section 4.1).
 """
 import keras
+
+from tfgan_mix.layers.minibatch import MinibatchDiscrimination
 
 
 def build_discriminator(
@@ -17,6 +22,9 @@ def build_discriminator(
     conv_filters=(32, 64),
     activation="leaky_relu",
     num_outputs=1,
+    minibatch_discrimination=False,
+    minibatch_kernels=5,
+    minibatch_kernel_dim=3,
     name="discriminator",
 ):
     """A Keras model mapping a batch of samples to logits of shape ``(B, num_outputs)``."""
@@ -33,6 +41,8 @@ def build_discriminator(
         layers.append(keras.layers.Flatten())
     else:
         raise ValueError(f"unknown discriminator backbone {backbone!r}; choose 'mlp' or 'dcgan'")
+    if minibatch_discrimination:
+        layers.append(MinibatchDiscrimination(minibatch_kernels, minibatch_kernel_dim, name="minibatch_discrimination"))
     # float32 logits under mixed precision: losses and rejection thresholds need the range.
     layers.append(keras.layers.Dense(num_outputs, name="logits", dtype="float32"))
     return keras.Sequential(layers, name=name)

@@ -8,45 +8,170 @@ each generator is used and shapes the region of noise each one receives (section
 Training uses the soft loss of Algorithm 1: every generator sees every z and the discriminator's
 outputs are mixed by the prior,
 
-    pi_j^i = NP(z_j)_i,   D_fake = sum_i pi_j^i D(G_i(z_j)),   L = log D_real + log(1 - D_fake),
+    pi_j^i = NP(z_j)_i,   D_fake = sum_i pi_j^i D(G_i(z_j)),   L = log D_real + log(1 - D_fake).
 
-so gradients reach the generators and NP (the NP network is updated with the generators, on the
-same GAN loss, through the fixed D). At inference the generator is *drawn* from NP(. | z).
+Three players (section 3): "the generator and discriminator alternate gradient descent steps ...
+We extend this to our third noise prior network NP, allowing gradient information to flow through
+the fixed generators G_i and discriminator D while optimizing the GAN loss with respect to the
+parameters of NP". So NP is *not* part of the generators' update: each train step runs, in turn,
+
+    1. D (``d_steps`` times) on L, G and NP fixed;
+    2. the generators on L, D and NP fixed;
+    3. NP on L, D and the (just updated) G fixed, with its own Adam optimizer and fresh noise.
+
+Algorithm 1 gives only the loss; the order above is the alternation of section 3 with NP as the
+third player. At inference the generator is *drawn* from NP(. | z).
 
 Defaults follow section 4.1: z ~ Uniform(-1, 1)^100, generators 200-100-20 with LeakyReLU,
-discriminator 1000-200-100. The paper does not give NP's architecture: we use an MLP of two
-hidden layers of 128 units, and the non-saturating form of the loss (``loss="minimax"`` gives
-Algorithm 1 literally). Minibatch discrimination is not used.
+discriminator 1000-200-100 with minibatch discrimination (Salimans et al. 2016; 5 kernels of 3
+dimensions: our choice, paper silent). The paper does not give NP's architecture: we use an MLP of
+two hidden layers of 128 units; NP's learning rate is the generators' unless set (paper silent; section
+4.3 uses one Adam rate for everything). The loss is the non-saturating form (``loss="minimax"``
+gives Algorithm 1 literally).
 """
 import dataclasses
 
+import keras
 import tensorflow as tf
 
-from tfgan_mix.core import GANConfig, MixtureGAN, register_method
+from tfgan_mix.backbones import build_discriminator
+from tfgan_mix.core import GANConfig, MixtureGAN, Step, register_method
+from tfgan_mix.core.base import SALTS_PER_STEP, _loss_scaled, _optimizer, _real_part, _static_batch, _total
 from tfgan_mix.layers import SoftmaxGate
+
+# The base draws salts 0..d_steps (critic and generator updates) and the last one (test_step).
+_NOISE_PRIOR_SALT = SALTS_PER_STEP - 2
 
 
 @dataclasses.dataclass
 class NPGANConfig(GANConfig):
     num_generators: int = 3
     router_units: tuple = (128, 128)
+    minibatch_discrimination: bool = True  # section 4.1: "used minibatch discrimination"
+    minibatch_kernels: int = 5  # B of Salimans et al.; our choice, paper silent
+    minibatch_kernel_dim: int = 3  # C of Salimans et al.; our choice, paper silent
+    noise_prior_learning_rate: float = None  # None: g_learning_rate
+
+    def _check(self):
+        super()._check()
+        if self.d_steps >= _NOISE_PRIOR_SALT:
+            raise ValueError(f"d_steps must be < {_NOISE_PRIOR_SALT} for npgan, got {self.d_steps}")
+        if self.noise_prior_learning_rate is not None and not self.noise_prior_learning_rate > 0:
+            raise ValueError(f"noise_prior_learning_rate must be > 0, got {self.noise_prior_learning_rate}")
+
+
+def soft_generator_loss(loss_family, logits, prior):
+    """Algorithm 1's fake term for G and NP: the player loss of D_fake = sum_i pi^i D(G_i(z)).
+
+    ``logits`` (B, K): D's logits on every generator's fake of each z; ``prior`` (B, K): NP(z).
+    For sigmoid losses the mixture is taken in probability space (``loss_family.mix``), so with
+    ``minimax`` this is log(1 - sum_i pi^i sigmoid(l_i)) per example. Returns (B,).
+    """
+    return loss_family.generator(loss_family.mix(logits, prior))
 
 
 @register_method("npgan")
 class NPGAN(MixtureGAN):
     config_class = NPGANConfig
+    routing_uses_z = True  # the generator is chosen from z (the sampler matches, not ties, candidates)
 
     def build_networks(self):
         super().build_networks()
         self.noise_prior = SoftmaxGate(self.config.num_generators, self.config.router_units, name="noise_prior")
 
+    def make_discriminator(self, num_outputs=None, name="discriminator"):
+        c = self.config
+        return build_discriminator(
+            c.data_shape, backbone=c.discriminator_backbone, units=c.discriminator_units,
+            conv_filters=c.discriminator_filters, activation=c.activation,
+            num_outputs=num_outputs or self.discriminator_outputs,
+            minibatch_discrimination=c.minibatch_discrimination, minibatch_kernels=c.minibatch_kernels,
+            minibatch_kernel_dim=c.minibatch_kernel_dim, name=name,
+        )
+
+    # ------------------------------------------------------------------ players
+    @property
+    def noise_prior_variables(self):
+        return list(self.noise_prior.trainable_variables)
+
+    @property
+    def generator_variables(self):
+        # NP is its own player (section 3): the generators' update leaves it fixed.
+        taken = {id(v) for v in self.discriminator_variables + self.noise_prior_variables}
+        return [v for v in self.trainable_variables if id(v) not in taken]
+
+    # ------------------------------------------------------------------ model
     def route(self, noise, training=False):
         return self.noise_prior(noise["z"])
 
-    def fake_logits(self, noise):
-        """Algorithm 1: D's outputs on all K generators' fakes, mixed by NP(G_i | z)."""
+    def mixed_logits(self, noise):
+        """D's logits on all K generators' fakes of each z, (B, K), and NP(z), (B, K)."""
         outputs = self.generators(noise["z"])  # (B, K, ...)
         batch, k = tf.shape(outputs)[0], outputs.shape[1]
         flat = tf.reshape(outputs, [-1, *outputs.shape[2:]])
         logits = tf.reshape(self.discriminate(flat, training=True), [batch, k])
-        return self.loss_family.mix(logits, self.route(noise, training=True))
+        return logits, self.route(noise, training=True)
+
+    def fake_logits(self, noise):
+        """Algorithm 1: D's outputs on all K generators' fakes, mixed by NP(G_i | z)."""
+        logits, prior = self.mixed_logits(noise)
+        return self.loss_family.mix(logits, prior)
+
+    def noise_prior_losses(self, step):
+        """NP's loss: Algorithm 1's soft loss, the same as the generators' (paper 000, section 3)."""
+        return {"np_adv": soft_generator_loss(self.loss_family, *self.mixed_logits(step.noise))}
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, data):
+        # The step number the base's draws use, read before its generator update moves it.
+        step = tf.identity(self.g_optimizer.iterations)
+        super().train_step(data)  # D, then the generators (NP fixed)
+        real = _real_part(data)
+        self._noise_prior_update(Step(real, self.draw_training_noise(_static_batch(real), step, _NOISE_PRIOR_SALT)))
+        return self._logs()
+
+    def _noise_prior_update(self, step):
+        """One step of NP on Algorithm 1's loss with D and every G_i fixed, averaged over the global batch."""
+        variables = self.noise_prior_variables
+        batch = _static_batch(step.real)
+        global_batch = batch * tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            terms = self.noise_prior_losses(step)
+            per_example = _total(terms, batch)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            scaled = self.np_optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, variables)
+        self.np_optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+        self._record("np", terms, per_example)
+
+    # ------------------------------------------------------------------ Keras plumbing
+    def _build_by_tracing(self):
+        super()._build_by_tracing()
+        for name in ("np_loss", "np_adv"):
+            self._trackers[name] = keras.metrics.Mean(name=name)
+
+    def test_step(self, data):
+        super().test_step(data)
+        real = _real_part(data)
+        step = Step(real, self.draw_training_noise(_static_batch(real), self.g_optimizer.iterations, SALTS_PER_STEP - 1))
+        terms = self.noise_prior_losses(step)
+        self._record("np", terms, _total(terms, _static_batch(real)))
+        return self._logs()
+
+    def compile(self, d_optimizer=None, g_optimizer=None, np_optimizer=None, **kwargs):
+        """As the base, plus NP's own optimizer: Adam at ``noise_prior_learning_rate`` (the
+        generators' rate unless set) with the config's betas, unless one is given."""
+        super().compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer, **kwargs)
+        c = self.config
+        rate = c.g_learning_rate if c.noise_prior_learning_rate is None else c.noise_prior_learning_rate
+        self.np_optimizer = _loss_scaled(_optimizer(np_optimizer, rate, c), c.precision)
+        self.np_optimizer.build(self.noise_prior_variables)
+
+    def get_compile_config(self):
+        return {**super().get_compile_config(), "np_optimizer": keras.optimizers.serialize(self.np_optimizer)}
+
+    def compile_from_config(self, config):
+        config = dict(config)
+        if "np_optimizer" in config:
+            config["np_optimizer"] = keras.optimizers.deserialize(config["np_optimizer"])
+        super().compile_from_config(config)
