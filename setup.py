@@ -55,6 +55,7 @@ setup(
             "pytest>=8,<10",
             "pytest-timeout>=2.3,<3",
             "pytest-xdist>=3.5,<4",  # the suite runs in two processes (pyproject addopts)
+            "pyyaml>=6,<7",  # tests/test_deploy.py parses the KServe manifests
         ],
     },
     entry_points={"console_scripts": ["tfgan-mix=tfgan_mix.training.cli:main"]},
