@@ -6,20 +6,35 @@ Run directory layout::
     DIR/model.keras      the trained model (written atomically at the end)
     DIR/run.json         what was trained: method, data, options, steps, batch size, seed
     DIR/logs/            TensorBoard scalars (every loss term) and sample pictures
-    DIR/backup/          BackupAndRestore state while training; re-running the same command resumes
+    DIR/backup/          crash-safe backups while training (``RunBackup``); re-running the same
+                         command resumes from the newest intact one
+
+Crash safety: a backup is a complete directory or absent; the backup is deleted only after
+``model.keras`` is in place; a rerun with other arguments is refused; a resumed run ends with the
+same weights as an uninterrupted one (the data order and the noise are functions of the step);
+a NaN or infinite loss stops training with ``TrainingDiverged`` and no ``model.keras``.
 """
 import dataclasses
+import glob
+import hashlib
 import json
 import os
+import shutil
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfgan_mix.core import get_method
-from tfgan_mix.training.callbacks import SamplePictures
+from tfgan_mix.training.callbacks import RunBackup, SamplePictures, StopOnNaN, _fsync
 
 MODEL_FILE = "model.keras"
 RUN_FILE = "run.json"
+BACKUP_DIR = "backup"
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the run's ``model.keras`` was not written."""
 
 
 @dataclasses.dataclass
@@ -50,16 +65,37 @@ def build_model(method, options, strategy=None, **compile_kwargs):
     return model
 
 
-def make_dataset(x, batch_size, seed=0):
-    """Shuffled, repeated, fixed-size batches. In-memory data is sharded by example (DATA policy):
-    every worker holds the same array, so file-based sharding would not apply."""
-    if batch_size > len(x):
-        raise ValueError(f"batch size {batch_size} is larger than the dataset ({len(x)} examples)")
+def make_dataset(x, batch_size, seed=0, start_step=0):
+    """Shuffled, endless, fixed-size batches whose order is a function of (seed, step) only.
+
+    Example ``g`` of the stream (``g = step * batch_size + position``) is
+    ``x[perm_p(g mod n)]``, where ``perm_p`` is the stateless permutation
+    ``tf.random.experimental.index_shuffle`` draws for pass ``p = g // n`` over the data. So every
+    pass shows every example once, each pass has its own order, batches run across pass ends as
+    ``shuffle().repeat().batch()`` would, and ``start_step`` starts the stream exactly where an
+    earlier run stopped: a resumed run sees the batches an uninterrupted one would. (A
+    ``tf.data`` shuffle restarts its sequence with every new iterator, so a resumed run would
+    replay the first epoch's order.) In-memory data is sharded by example (DATA policy): every
+    worker holds the same array, so file-based sharding would not apply."""
+    n = len(x)
+    if batch_size > n:
+        raise ValueError(f"batch size {batch_size} is larger than the dataset ({n} examples)")
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0, got {start_step}")
+    x = tf.constant(x)
+    seed = tf.constant(int(seed), tf.int64)
+
+    def gather(g):  # g: (batch,) consecutive positions in the endless stream
+        # batch_size <= n, so a batch spans at most two passes: the first one's and the next.
+        first_pass = g[0] // n
+        index = [tf.random.experimental.index_shuffle(g % n, tf.stack([seed, first_pass + i]), max_index=n - 1)
+                 for i in (0, 1)]
+        return tf.gather(x, tf.where(g // n == first_pass, index[0], index[1]))
+
     dataset = (
-        tf.data.Dataset.from_tensor_slices(x)
-        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        .repeat()
+        tf.data.Dataset.range(start_step * batch_size, np.iinfo(np.int64).max)
         .batch(batch_size, drop_remainder=True)
+        .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
     options = tf.data.Options()
@@ -86,8 +122,59 @@ def check_out_dir(out_dir, overwrite=False):
         )
 
 
-def train(spec, dataset, out_dir, strategy=None, jit_compile="auto", verbose=1, extra_callbacks=()):
-    """Train per ``spec`` on ``dataset`` (a ``tfgan_mix.data.Dataset``); returns (model, history)."""
+def run_info(spec, options, dataset):
+    """What run.json records, normalised through JSON so it compares equal to what is read back.
+    ``data_sha256`` fingerprints the examples themselves, so an edited data file counts as other data."""
+    info = {**dataclasses.asdict(spec), "model_options": options,
+            "data_sha256": hashlib.sha256(np.ascontiguousarray(dataset.x).tobytes()).hexdigest()}
+    return json.loads(json.dumps(info, default=_json_default))
+
+
+def run_differences(old, new):
+    """``key old -> new`` for every argument that differs between two run.json records. The resolved
+    ``model_options`` stand for ``options``; the data's checksum counts only when both records have
+    one (older records do not) and the data's name is the same."""
+    def flat(info):
+        out = {k: v for k, v in info.items() if k not in ("options", "model_options")}
+        out.update({f"model_options.{k}": v for k, v in (info.get("model_options") or {}).items()})
+        return out
+
+    old, new = flat(old), flat(new)
+    differences = []
+    for key in sorted(set(old) | set(new)):
+        if key == "data_sha256":
+            if key in old and key in new and old[key] != new[key] and old.get("data") == new.get("data"):
+                differences.append(f"the contents of {new['data']}")
+        elif old.get(key, "<unset>") != new.get(key, "<unset>"):
+            differences.append(f"{key} {old.get(key, '<unset>')!r} -> {new.get(key, '<unset>')!r}")
+    return differences
+
+
+def check_resume(run_dir, info, overwrite=False):
+    """Refuse to resume an unfinished run with other arguments than it was started with: its backup
+    holds another model, and run.json would no longer describe what was trained."""
+    path = os.path.join(run_dir, RUN_FILE)
+    if not os.path.exists(path):
+        return
+    try:
+        old = read_run_info(run_dir)
+    except (OSError, ValueError):
+        return  # unreadable: the backups' own fingerprints still guard against a mismatch
+    differences = run_differences(old, info)
+    if differences and not overwrite:
+        raise ValueError(f"{run_dir} holds an unfinished run with other arguments ({'; '.join(differences)}); "
+                         f"rerun with the same arguments to resume it, pass --overwrite to start over, "
+                         f"or choose another --out")
+
+
+def train(spec, dataset, out_dir, strategy=None, jit_compile="auto", verbose=1, extra_callbacks=(), overwrite=False):
+    """Train per ``spec`` on ``dataset`` (a ``tfgan_mix.data.Dataset``); returns (model, history).
+
+    Resumes from ``out_dir/backup`` when an earlier attempt at the same run was interrupted;
+    ``overwrite=True`` starts over instead. Raises ``FileExistsError`` over a finished run,
+    ``ValueError`` for other arguments than the interrupted run's, and ``TrainingDiverged`` when a
+    loss becomes NaN or infinite (no ``model.keras`` is written then).
+    """
     strategy = strategy or tf.distribute.get_strategy()
     options = spec.model_options(dataset)
     get_method(spec.method)._make_config(options)  # bad options fail before anything is written
@@ -96,26 +183,70 @@ def train(spec, dataset, out_dir, strategy=None, jit_compile="auto", verbose=1, 
     if spec.steps_per_execution < 1 or steps_per_epoch % spec.steps_per_execution:
         raise ValueError(f"steps per execution ({spec.steps_per_execution}) must divide the epoch length "
                          f"({steps_per_epoch} steps; set with --epoch-steps)")
-    data = make_dataset(dataset.x, global_batch, seed=spec.seed)
+    if global_batch > len(dataset.x):
+        raise ValueError(f"batch size {global_batch} is larger than the dataset ({len(dataset.x)} examples)")
 
     run_dir = worker_dir(out_dir)
+    check_out_dir(run_dir, overwrite=overwrite)
+    info = run_info(spec, options, dataset)
+    check_resume(run_dir, info, overwrite=overwrite)
+    backup_dir = os.path.join(run_dir, BACKUP_DIR)
+    backup = RunBackup(backup_dir, fingerprint=_fingerprint(info), steps_per_epoch=steps_per_epoch)
+    if overwrite:
+        shutil.rmtree(backup_dir, ignore_errors=True)
+    else:
+        backup.check_fingerprints()  # run.json lost or edited: the backups still name their run
     os.makedirs(run_dir, exist_ok=True)
-    _write_json(os.path.join(run_dir, RUN_FILE), {**dataclasses.asdict(spec), "model_options": options})
+    remove_stale_temporaries(run_dir)
+    _write_json(os.path.join(run_dir, RUN_FILE), info)
     keras.utils.set_random_seed(spec.seed)  # weight initialisation too, so a run repeats exactly
     model = build_model(spec.method, options, strategy, jit_compile=jit_compile,
                         steps_per_execution=spec.steps_per_execution)
+    initial_epoch = backup.restore(model, max_epoch=epochs)
+    data = make_dataset(dataset.x, global_batch, seed=spec.seed, start_step=initial_epoch * steps_per_epoch)
+    nan_stop = StopOnNaN(steps_per_epoch)
     callbacks = [
-        # double_checkpoint: a kill while writing a backup falls back to the one before it.
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), save_freq="epoch", double_checkpoint=True),
-        keras.callbacks.TerminateOnNaN(),
+        nan_stop,  # before the backup, which skips an epoch that stopped training
+        backup,
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq="epoch"),
         SamplePictures(os.path.join(run_dir, "logs", "samples"), real=dataset.x, seed=spec.seed),
         *extra_callbacks,
     ]
-    history = model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose,
-                        shuffle=False)  # the tf.data pipeline shuffles
+    history = model.fit(data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                        callbacks=callbacks, verbose=verbose, shuffle=False)  # the pipeline shuffles
+    if nan_stop.failure or not all(np.all(np.isfinite(v.numpy())) for v in model.variables):
+        good = backup._backups()
+        kept = (f"the last good backup ({good[0]}) is kept in {backup_dir}, but a rerun resumes there and, "
+                f"training being deterministic, diverges again" if good else "no good backup was written")
+        raise TrainingDiverged(f"training diverged: {nan_stop.failure or 'the weights hold NaN or infinite values'}; "
+                               f"{MODEL_FILE} was not written; {kept}; change the learning rates or the data and "
+                               f"pass --overwrite to start over")
     save_model_atomically(model, os.path.join(run_dir, MODEL_FILE))
+    shutil.rmtree(backup_dir, ignore_errors=True)  # only now: a crash before this point resumes from it
     return model, history
+
+
+def remove_stale_temporaries(run_dir):
+    """Delete half-written files that a killed process left behind (the model's temporary save and
+    run.json's), unless the process that named them is still running."""
+    for path in glob.glob(os.path.join(run_dir, f"{MODEL_FILE}.tmp-*")) + glob.glob(os.path.join(run_dir, "*.json.tmp")):
+        pid = os.path.basename(path)[len(f"{MODEL_FILE}.tmp-"):].split(".")[0]
+        if not (pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))):
+            os.remove(path)
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fingerprint(info):
+    return hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()
 
 
 def worker_dir(out_dir):
@@ -129,10 +260,13 @@ def worker_dir(out_dir):
 
 
 def save_model_atomically(model, path):
-    """Write to a temporary name and rename, so a reader never sees half a file."""
+    """Write to a temporary name, flush it to disk and rename, so ``path`` is never half a file
+    (a kill leaves only the temporary, which the next run removes)."""
     tmp = f"{path}.tmp-{os.getpid()}.keras"
     model.save(tmp)
+    _fsync(tmp)
     os.replace(tmp, path)
+    _fsync(os.path.dirname(os.path.abspath(path)))
 
 
 def load_run(run_dir):
