@@ -91,11 +91,7 @@ def cmd_train(args):
     start = time.perf_counter()
     # TPUs run XLA only: the TPU path always compiles, as the CPU tests do with jit_compile=True.
     jit = True if args.strategy == "tpu" else _jit(args.jit_compile)
-    try:
-        T.train(spec, dataset, args.out, strategy=strategy, jit_compile=jit, overwrite=args.overwrite)
-    except T.TrainingDiverged as error:  # not bad input: the run itself failed
-        print(f"tfgan-mix train: error: {error}", file=sys.stderr)
-        return 1
+    model, _ = T.train(spec, dataset, args.out, strategy=strategy, jit_compile=jit)
     seconds = time.perf_counter() - start
     print(f"trained {args.method} on {dataset.name} for {args.steps} steps in {seconds:.1f} s "
           f"({args.steps / seconds:.1f} steps/s)")
@@ -132,17 +128,15 @@ def cmd_sample(args):
             raise FileNotFoundError(f"{source} does not exist")
         request = client.onnx_requester(source, args.seed) if source.endswith(".onnx") \
             else client.savedmodel_requester(source, args.seed)
-        try:
-            rate = client.write_accepted(request, args.n, args.out)
-        except client.LowAcceptance as error:
-            print(f"tfgan-mix sample: error: {error}", file=sys.stderr)
-            return 1
+        samples, rate = client.accepted_samples(request, args.n)
         print(f"acceptance rate {rate:.4f}")
-        print(f"wrote {args.n} accepted samples to {args.out}")
-        return 0
-    from tfgan_mix.training.train import load_run
+        if len(samples) < args.n:
+            print(f"only {len(samples)} of {args.n} samples passed rejection within "
+                  f"{client.MAX_ROUNDS} rounds", file=sys.stderr)
+    else:
+        from tfgan_mix.training.train import load_run
 
-    samples, _ = load_run(source).sample(args.n, seed=args.seed)
+        samples, _ = load_run(source).sample(args.n, seed=args.seed)
     _save_npy(samples, args.out)
     print(f"wrote {len(samples)} samples of shape {samples.shape[1:]} to {args.out}")
 
@@ -161,8 +155,7 @@ def cmd_export(args):
     from tfgan_mix.export.writer import export_run
 
     path = export_run(args.run_dir, args.out, version=args.version, formats=args.formats, rule=args.reject,
-                      candidates=args.candidates, threshold=args.threshold, target=args.outlier_target,
-                      floor=args.row_acceptance)
+                      candidates=args.candidates, threshold=args.threshold)
     with open(os.path.join(path, "sampler.json"), encoding="utf-8") as f:
         card = json.load(f)
     print(f"exported {card['method']} to {path} ({', '.join(card['formats'])})")
@@ -278,8 +271,6 @@ def parse_options(config_path, assignments):
 def _fmt(value):
     if value is None:
         return "n/a"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
     if isinstance(value, list):
         return "[" + ", ".join(f"{v:.3f}" for v in value) + "]"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
@@ -293,13 +284,6 @@ def _positive_int(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _unit_fraction(text):
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
     return value
 
 
@@ -335,8 +319,7 @@ def _parser():
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option (repeatable)")
     p.add_argument("--epoch-steps", type=_positive_int, default=DEFAULT_EPOCH_STEPS,
                    help="steps between logs, sample pictures and backups (the most a crash can lose)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start over: replace a finished run, or an interrupted one (and its backup), in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics and pictures for a trained run")
@@ -363,10 +346,6 @@ def _parser():
                                     "truncation, drs, or a method's own")
     p.add_argument("--candidates", type=_positive_int, default=8, help="candidates drawn per output row")
     p.add_argument("--threshold", type=float, help="accept when the rule's score reaches this (default: calibrated)")
-    p.add_argument("--outlier-target", type=_unit_fraction, default=0.001,
-                   help="calibrate the threshold so at most this share of served samples are outliers")
-    p.add_argument("--row-acceptance", type=_unit_fraction, default=0.99,
-                   help="while keeping at least this share of each generator's rows accepted")
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("serve", help="serve exported versions over TF Serving's REST and gRPC APIs")
