@@ -36,21 +36,28 @@ def test_weighted_resample_frequencies_are_proportional_to_the_weights():
     np.testing.assert_array_equal(np.bincount(z, minlength=5), 1000 * weights / weights.sum())
 
 
-@pytest.mark.parametrize("loss", ["wasserstein", "ns"])
+@pytest.mark.parametrize("loss", ["ns", "wasserstein"])
 def test_weights_follow_eq_7(loss):
-    """Probability D: w proportional to sigmoid(logit). Critic: w proportional to s - min s, so the
-    resampling is unchanged by the critic's free offset and scale."""
+    """w proportional to the probability score s = sigmoid(logit) (paper 003, Eq. 7), whatever the
+    loss: the lowest-scored z keeps a positive weight, and an outlying score does not take the
+    pre-sample's mass (a shift of the logits changes the weights; s - min s would not)."""
     model = build_model("weighted_prior", {**tiny_options("weighted_prior"), "loss": loss,
                                            "gradient_penalty": 10.0 if loss == "wasserstein" else 0.0})
-    s = tf.constant(SCORES)
-    w = model.selection_weights(s).numpy()
-    expected = 1 / (1 + np.exp(-SCORES)) if loss == "ns" else SCORES - SCORES.min()
-    np.testing.assert_allclose(w, expected, rtol=1e-6, atol=1e-7)
-    if loss == "wasserstein":
-        u = _uniform_grid(64)
-        a = model.resample(tf.constant(CANDIDATES), s, u).numpy()
-        b = model.resample(tf.constant(CANDIDATES), 3.0 * s + 7.0, u).numpy()
-        np.testing.assert_array_equal(a, b)
+    w = model.selection_weights(tf.constant(SCORES)).numpy()
+    np.testing.assert_allclose(w, 1 / (1 + np.exp(-SCORES)), rtol=1e-6, atol=1e-7)
+    assert w.min() > 0.04  # logit -3: s = 0.047, not 0
+    # By hand: logits (0, ln 3, 100) -> s = (1/2, 3/4, ~1): resampling odds 2 : 3 : 4.
+    s = tf.constant([0.0, np.log(3.0), 100.0], tf.float32)
+    z = weighted_resample(tf.constant([[0.0], [1.0], [2.0]]), model.selection_weights(s), _uniform_grid(900))
+    np.testing.assert_array_equal(np.bincount(z.numpy()[:, 0].astype(int), minlength=3), [200, 300, 400])
+
+
+def test_weighted_prior_defaults_to_a_probability_discriminator():
+    """Section 3 ("the score ... lies in the case of standard GAN in [0, 1]") and Table 1's sigmoid output."""
+    model = build_model("weighted_prior", tiny_options("weighted_prior"))
+    assert model.config.loss == "ns" and model.config.gradient_penalty == 0.0 and model.config.d_steps == 5
+    offset, w_max = model.selection_statistics(tf.constant(SCORES))
+    assert float(offset) == 0.0 and float(w_max) == pytest.approx(1 / (1 + np.exp(-5.0)), rel=1e-6)
 
 
 @pytest.mark.parametrize("method", ["masked_prior", "weighted_prior"])
@@ -106,7 +113,7 @@ def test_mask_rule_accepts_about_r_of_the_prior_after_training():
     model.fit(toy_batches((2,), batch_size=64), steps_per_epoch=2, epochs=1, verbose=0)
     noise = model.sample_noise(4000, tf.constant([9, 9], tf.int64))
     samples, _ = model.generate(noise)
-    score = model.rejection_score("prior_mask", noise, samples).numpy()
+    score = model.selection_score(model.discriminate(samples), noise).numpy()  # the sampler's prior_mask rule
     np.testing.assert_allclose(score, model.discriminate(samples).numpy() - model.selection_stats.offset.numpy(),
                                rtol=1e-5, atol=1e-5)
     assert abs(np.mean(score >= 0) - 0.3) < 0.12
@@ -120,9 +127,9 @@ def test_weight_rule_is_rejection_sampling_with_the_candidates_uniform():
     z = tf.random.stateless_uniform([6, 8], [1, 2], -1, 1)
     u = tf.constant([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     samples, _ = model.generate({"z": z, "u": u})
-    s = model.discriminate(samples).numpy()
+    s = 1 / (1 + np.exp(-model.discriminate(samples).numpy()))  # the probability score D(G(z))
     expected = np.clip((s + 1.0) / 4.0, 0, 1) - u.numpy()
-    np.testing.assert_allclose(model.rejection_score("prior_weight", {"z": z, "u": u}, samples).numpy(), expected,
+    np.testing.assert_allclose(model.selection_score(model.discriminate(samples), {"z": z, "u": u}).numpy(), expected,
                                rtol=1e-5, atol=1e-6)
     assert "prior_weight" in model.rejection_rules and "prior_mask" not in model.rejection_rules
 

@@ -7,17 +7,20 @@ resample the batch both players train on), but the resampling is weighted (Defin
     pm_weighted(z^(i)) = w(s^(i)),   sum_i w(s^(i)) = 1 (Eq. 11),   w increasing in s (Eq. 10),
     w(s0) / w(s1) = s0 / s1 (Eq. 7: weights proportional to the score)
 
-Eq. 7 assumes a probability score s in (0, 1]; then w_i = s_i / sum_j s_j with s = sigmoid(logit).
-The paper's ring experiment trains a WGAN, whose critic value has no fixed origin (D + c is the
-same critic). Our choice, paper silent: for critic losses the score is first shifted by the
-pre-sample's minimum, w_i proportional to s_i - min_j s_j, the proportional rule that is invariant
-to the critic's offset and scale.
+The score is a probability: "The score s^(i) lies in the case of standard GAN in [0, 1]", and the
+discriminator of the ring experiment ends in a sigmoid (Table 1). So w_i = s_i / sum_j s_j with
+s = D(G(z)) = sigmoid(logit), for any loss: a z the discriminator rejects keeps a small weight, and
+one outlying score cannot take the whole pre-sample's mass (weights lie in (0, 1)). With a
+Wasserstein critic (no sigmoid in its loss) the same sigmoid of the critic value is used; it is
+increasing in the critic value (Eq. 10) but is not the paper's score, so the method defaults to the
+standard GAN the paper reports as giving similar results ("We repeated this also with the standard
+GAN with the alternative loss function"), keeping its five discriminator steps.
 
 Generation uses the same rule (``sample_with_prior``). The exported sampler's ``prior_weight`` rule
 is its continuous form, Definition 2, p_weighted(z) proportional to p_z(z) w(s(z)), by rejection
 sampling: a candidate is accepted when u <= w(s(z)) / w_max (score w/w_max - u, threshold 0), with
-u the candidate's uniform (with one generator ``u`` picks nothing else) and the weight's offset and
-w_max taken from the pre-sample of the last training step. It is the method's default rule.
+u the candidate's uniform (with one generator ``u`` picks nothing else) and w_max taken from the
+pre-sample of the last training step. It is the method's default rule.
 """
 import dataclasses
 
@@ -26,22 +29,16 @@ import tensorflow as tf
 from tfgan_mix.core import MixtureGAN, register_method
 from tfgan_mix.methods.masked_prior import PriorResamplingConfig, PriorResamplingGAN
 
-_SIGMOID_LOSSES = ("ns", "minimax")
-
 
 @dataclasses.dataclass
 class WeightedPriorConfig(PriorResamplingConfig):
-    pass
+    loss: str = "ns"  # a probability score D(G(z)) in (0, 1) (section 3, Table 1's sigmoid output)
+    gradient_penalty: float = 0.0
 
 
-def score_to_raw_weight(scores, probability_score):
-    """The score Eq. 7 is proportional to: sigmoid(logit) for a probability D, the critic value else."""
-    return tf.sigmoid(scores) if probability_score else scores
-
-
-def weight_offset(raw, probability_score):
-    """0 for probability scores; the pre-sample's minimum for a critic (our choice, see module doc)."""
-    return tf.constant(0.0) if probability_score else tf.reduce_min(raw)
+def score_to_raw_weight(scores):
+    """w(s) = s = D(G(z)) = sigmoid(logit): proportional to the probability score (paper 003, Eq. 7)."""
+    return tf.sigmoid(scores)
 
 
 def weighted_resample(candidates, weights, u):
@@ -64,25 +61,20 @@ class WeightedPriorGAN(PriorResamplingGAN):
                                                   "training pre-sample (paper 003, Definition 2)")}
     default_rejection = selection_rule  # the paper generates with the same weighting it trains with
 
-    @property
-    def probability_score(self):
-        return self.loss_family.name in _SIGMOID_LOSSES
-
     def selection_weights(self, scores):
-        raw = score_to_raw_weight(scores, self.probability_score)
-        return raw - weight_offset(raw, self.probability_score)
+        """w(s) for the logits ``scores`` of the pre-sample (Eq. 7; normalised by the resampling, Eq. 11)."""
+        return score_to_raw_weight(scores)
 
     def resample(self, candidates, scores, u):
         return weighted_resample(candidates, self.selection_weights(scores), u)
 
     def selection_statistics(self, scores):
-        """(offset, w_max) of the pre-sample: the inference rule accepts with probability w / w_max."""
-        raw = score_to_raw_weight(scores, self.probability_score)
-        offset = weight_offset(raw, self.probability_score)
-        return offset, tf.maximum(tf.reduce_max(raw - offset), 1e-12)
+        """(offset, w_max) of the pre-sample: the inference rule accepts with probability w / w_max.
+        The offset is 0: the weight is the probability score itself."""
+        return tf.constant(0.0), tf.maximum(tf.reduce_max(score_to_raw_weight(scores)), 1e-12)
 
     def selection_score(self, scores, noise):
         """w(s(z)) / w_max - u: >= 0 with probability w / w_max (rejection sampling, threshold 0)."""
-        raw = score_to_raw_weight(scores, self.probability_score)
+        raw = score_to_raw_weight(scores)
         acceptance = tf.clip_by_value((raw - self.selection_stats.offset) / self.selection_stats.scale, 0.0, 1.0)
         return acceptance - noise["u"]
