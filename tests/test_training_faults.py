@@ -325,6 +325,17 @@ def test_rerun_with_other_arguments_is_refused(case, interrupted_cli_run, capsys
     assert backups(out) == ["epoch-000001"]
 
 
+def test_the_same_command_resumes_and_says_so(interrupted_cli_run, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(interrupted_cli_run[0], out)
+    args = [str(interrupted_cli_run[1]) if a == "gaussians3" else a for a in CLI_ARGS]
+    code = cli.main(["train", *args, "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "for 12 steps (resumed from a backup at step 4); 8 steps in this run" in printed, printed
+    assert int(T.load_run(out).g_optimizer.iterations.numpy()) == 12
+
+
 def test_overwrite_starts_an_interrupted_run_over_with_the_new_arguments(interrupted_cli_run, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(interrupted_cli_run[0], out)
