@@ -91,10 +91,16 @@ def cmd_train(args):
     start = time.perf_counter()
     # TPUs run XLA only: the TPU path always compiles, as the CPU tests do with jit_compile=True.
     jit = True if args.strategy == "tpu" else _jit(args.jit_compile)
-    model, _ = T.train(spec, dataset, args.out, strategy=strategy, jit_compile=jit)
+    try:
+        _, history = T.train(spec, dataset, args.out, strategy=strategy, jit_compile=jit, overwrite=args.overwrite)
+    except T.TrainingDiverged as error:  # not bad input: the run itself failed
+        print(f"tfgan-mix train: error: {error}", file=sys.stderr)
+        return 1
     seconds = time.perf_counter() - start
-    print(f"trained {args.method} on {dataset.name} for {args.steps} steps in {seconds:.1f} s "
-          f"({args.steps / seconds:.1f} steps/s)")
+    trained = len(history.epoch) * T.epoch_plan(args.steps, args.epoch_steps)[0]  # fewer when resumed
+    resumed = f" (resumed from a backup at step {args.steps - trained})" if trained < args.steps else ""
+    print(f"trained {args.method} on {dataset.name} for {args.steps} steps{resumed}; {trained} steps in this "
+          f"run took {seconds:.1f} s ({trained / seconds:.1f} steps/s, start-up included)")
     run_dir = T.worker_dir(args.out)
     print(f"model: {os.path.join(run_dir, T.MODEL_FILE)}")
     print(f"tensorboard --logdir {os.path.join(run_dir, 'logs')}")
@@ -319,7 +325,8 @@ def _parser():
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option (repeatable)")
     p.add_argument("--epoch-steps", type=_positive_int, default=DEFAULT_EPOCH_STEPS,
                    help="steps between logs, sample pictures and backups (the most a crash can lose)")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over: replace a finished run, or an interrupted one (and its backup), in --out")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics and pictures for a trained run")
