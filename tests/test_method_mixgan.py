@@ -206,3 +206,28 @@ def test_mixgan_placement_is_off_under_a_strategy(cpu_devices):
     assert all(len(v.value.values) == 2 for v in model.trainable_variables)
     history = model.fit(toy_batches((3,), batch_size=12), steps_per_epoch=1, epochs=1, verbose=0)
     assert all(np.all(np.isfinite(v)) for v in history.history.values())
+
+
+def test_mixgan_plus_updates_generators_before_critics():
+    """Section IV-D: each iteration steps G (Eq. 8) first, against the critics as they were, and
+    then the critics. With SGD, G's change after one train step is -lr times the gradient of L_G
+    at the *initial* critics; had the critics moved first, it would be the gradient at the new ones."""
+    import keras
+
+    lr = 0.05
+    model = build_model("mixgan_plus", _options(2, 2, d_steps=2),
+                        d_optimizer=keras.optimizers.SGD(1.0), g_optimizer=keras.optimizers.SGD(lr))
+    real = np.random.default_rng(3).normal(size=(8, 3)).astype("float32")
+    g_vars = model.generator_variables
+    before = [v.numpy().copy() for v in g_vars]
+    noise = model.draw_training_noise(8, tf.constant(0, tf.int64), model.config.d_steps)  # the generator's draw
+    with tf.GradientTape() as tape:
+        terms = model.generator_losses(Step(real=tf.constant(real), noise=noise))
+        loss = tf.reduce_mean(terms["g_adv"]) + terms["g_entropy"]
+    expected = [b - lr * g.numpy() for b, g in zip(before, tape.gradient(loss, g_vars))]
+    d_before = [v.numpy().copy() for v in model.discriminator_variables]
+    model.fit(tf.data.Dataset.from_tensor_slices(real).batch(8, drop_remainder=True), epochs=1, verbose=0)
+    assert int(model.d_optimizer.iterations.numpy()) == 2 and int(model.g_optimizer.iterations.numpy()) == 1
+    assert any(not np.allclose(b, v.numpy(), atol=1e-4) for b, v in zip(d_before, model.discriminator_variables))
+    for want, v in zip(expected, g_vars):
+        np.testing.assert_allclose(v.numpy(), want, rtol=1e-4, atol=1e-6)

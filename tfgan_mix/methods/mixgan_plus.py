@@ -26,8 +26,11 @@ Inference draws the generator from w (``route`` returns softmax(a) for every z).
 
 Defaults (sections IV-B and IV-D): 5-layer networks (3 hidden layers of 1024 LeakyReLU units),
 z ~ N(0, I_1024), lambda = 10, 5 critic updates per generator update, Adam with TTUR: D 1e-4,
-G 1e-5. Deviation: the paper updates G first and then D five times; the base class runs the five
-critic updates first, which only shifts the sequence by one generator update.
+G 1e-5. Update order (section IV-D, "updated in the following order"): each iteration takes one
+generator step (Eq. 8) and then ``d_steps`` critic steps (Eqs. 6-7), so G moves against the critics
+of the previous iteration and the critics then answer the new G (``train_step``). Departure: the
+paper draws a fresh real batch for each critic step; here the iteration's batch serves all of them,
+as in every method of the package.
 """
 import contextlib
 import dataclasses
@@ -37,7 +40,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfgan_mix.core import GANConfig, MixtureGAN, register_method
+from tfgan_mix.core import GANConfig, MixtureGAN, Step, register_method
+from tfgan_mix.core.base import _real_part, _static_batch
 from tfgan_mix.layers import get_activation
 from tfgan_mix.layers.generator_bank import _patches3x3
 
@@ -338,6 +342,20 @@ class MixGANPlus(MixtureGAN):
             terms["d_gp"] = c.gradient_penalty * tf.reduce_sum(pair_weights * penalty, axis=[1, 2])
         terms["d_entropy"] = entropy_regularizer(self.critics.log_mixture_weights())  # Eq. 7, last term
         return terms
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, data):
+        """Paper 001, section IV-D: the generator step first, then ``d_steps`` critic steps.
+
+        Noise salts as the base's (critic update k uses salt k, the generator update salt d_steps),
+        so only the order of the updates differs from the shared loop."""
+        real = _real_part(data)
+        local_batch = _static_batch(real)
+        step = tf.identity(self.g_optimizer.iterations)  # read before the generator update moves it
+        self._update("g", Step(real, self.draw_training_noise(local_batch, step, self.config.d_steps)))
+        for critic_step in range(self.config.d_steps):
+            self._update("d", Step(real, self.draw_training_noise(local_batch, step, critic_step)))
+        return self._logs()
 
     def generator_losses(self, step):
         c = self.config
