@@ -194,3 +194,14 @@ def test_mog_output_is_trunk_of_softmax_gated_linear_leaves():
     samples, index = model.generate({"z": tf.constant(z)})
     np.testing.assert_allclose(samples.numpy(), model.generators.trunk(tf.constant(h)).numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(index.numpy(), g.argmax(axis=1))
+
+
+def test_npgan_minibatch_features_compare_each_generator_batch_with_its_own():
+    """With minibatch discrimination, D's logit for G_i(z_j) depends only on G_i's batch: changing
+    another generator's outputs leaves it unchanged (one pooled batch of B K fakes would not)."""
+    model = build_model("npgan", tiny_options("npgan"))
+    noise = model.sample_noise(8, tf.constant([4, 0], tf.int64))
+    outputs = model.generators(noise["z"])
+    logits, _ = model.mixed_logits(noise)
+    expected = np.stack([model.discriminate(outputs[:, i]).numpy() for i in range(outputs.shape[1])], 1)
+    np.testing.assert_allclose(logits.numpy(), expected, rtol=1e-5, atol=1e-5)

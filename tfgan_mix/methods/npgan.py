@@ -105,11 +105,18 @@ class NPGAN(MixtureGAN):
         return self.noise_prior(noise["z"])
 
     def mixed_logits(self, noise):
-        """D's logits on all K generators' fakes of each z, (B, K), and NP(z), (B, K)."""
+        """D's logits on all K generators' fakes of each z, (B, K), and NP(z), (B, K).
+
+        With minibatch discrimination D sees each generator's B fakes as one minibatch, the size of
+        the real one: a single batch of all B K fakes would give every fake K times the neighbours
+        of a real point, which D could count instead of judging the samples."""
         outputs = self.generators(noise["z"])  # (B, K, ...)
-        batch, k = tf.shape(outputs)[0], outputs.shape[1]
-        flat = tf.reshape(outputs, [-1, *outputs.shape[2:]])
-        logits = tf.reshape(self.discriminate(flat, training=True), [batch, k])
+        if self.config.minibatch_discrimination:
+            logits = tf.stack([self.discriminate(outputs[:, i], training=True) for i in range(outputs.shape[1])], 1)
+        else:
+            batch, k = tf.shape(outputs)[0], outputs.shape[1]
+            flat = tf.reshape(outputs, [-1, *outputs.shape[2:]])
+            logits = tf.reshape(self.discriminate(flat, training=True), [batch, k])
         return logits, self.route(noise, training=True)
 
     def fake_logits(self, noise):
