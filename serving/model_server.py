@@ -603,8 +603,12 @@ class _RestFront:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind((host, port))
-        self.socket.listen(limits.backlog)
+        try:
+            self.socket.bind((host, port))
+            self.socket.listen(limits.backlog)
+        except OSError as error:
+            self.socket.close()
+            raise ValueError(f"cannot listen for REST on {host}:{port} ({error.strerror})") from None
         self.port = self.socket.getsockname()[1]
         config = uvicorn.Config(app, http=_protocol_class(limits.idle_timeout_s), lifespan="off",
                                 log_config=None, access_log=False, timeout_keep_alive=limits.idle_timeout_s,
@@ -714,7 +718,11 @@ class Server:
                                  options=options, maximum_concurrent_rpcs=self.limits.max_concurrent_rpcs)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_servicer(self.store, self.limits),
                                                                             self._grpc)
-        self.grpc_port = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
+        try:
+            self.grpc_port = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
+        except RuntimeError:
+            self._rest.socket.close()
+            raise ValueError(f"cannot listen for gRPC on {host}:{grpc_port} (in use?)") from None
         self._stopping = threading.Event()
         self._poller = threading.Thread(target=self._poll, args=(poll_seconds,), daemon=True, name="poll")
 
