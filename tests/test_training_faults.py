@@ -111,8 +111,9 @@ def killed_run(out, mode, spec=SPEC):
 
 
 def backups(run_dir):
+    """The backup directory's entries, without the newest-backup note kept for monitoring."""
     path = run_dir / T.BACKUP_DIR
-    return sorted(os.listdir(path)) if path.exists() else []
+    return sorted(n for n in os.listdir(path) if n != C.RunBackup.LATEST) if path.exists() else []
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +136,8 @@ def interrupted(tmp_path_factory, dataset):
     with pytest.raises(KeyboardInterrupt):
         T.train(SPEC, dataset, out, verbose=0, extra_callbacks=[InterruptAfter(1)])
     assert backups(out) == ["epoch-000001", "epoch-000002"]
+    latest = json.loads((out / T.BACKUP_DIR / C.RunBackup.LATEST).read_text())
+    assert (latest["epoch"], latest["step"], latest["backup"]) == (2, 8, "epoch-000002")
     return out
 
 

@@ -95,14 +95,16 @@ class RunBackup(keras.callbacks.Callback):
     both optimizers' state) and ``meta.json`` (epoch, step, the weights' size and SHA-256, and the
     fingerprint of the run's arguments). It is written under a temporary name, flushed to disk and
     renamed into place, so a backup directory either is complete or does not exist. The newest
-    ``keep`` backups are kept. ``restore`` takes the newest one that verifies, warns about each one
-    that does not, and starts from step 0 with a warning when none does. Nothing is deleted at the
-    end of training: the caller removes the backup once the trained model is safely on disk.
+    ``keep`` backups are kept; ``training_metadata.json`` names the newest, for monitoring only.
+    ``restore`` takes the newest one that verifies, warns about each one that does not (and removes
+    it), and starts from step 0 with a warning when none does. Nothing is deleted at the end of
+    training: the caller removes the backup once the trained model is safely on disk.
     """
 
     WEIGHTS = "state.weights.h5"
     META = "meta.json"
     PREFIX = "epoch-"
+    LATEST = "training_metadata.json"
 
     def __init__(self, backup_dir, fingerprint, steps_per_epoch, keep=2):
         super().__init__()
@@ -152,6 +154,12 @@ class RunBackup(keras.callbacks.Callback):
         shutil.rmtree(final, ignore_errors=True)  # an unusable backup of this epoch from an earlier attempt
         os.rename(tmp, final)
         _fsync(self.backup_dir)
+        # For monitoring only (restore() reads the backup directories, never this): the newest
+        # complete backup, under the name Keras's BackupAndRestore uses for its epoch count.
+        tmp = os.path.join(self.backup_dir, f".tmp-{self.LATEST}")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"epoch": epoch, "step": meta["step"], "backup": name}, f)
+        os.replace(tmp, os.path.join(self.backup_dir, self.LATEST))
         for old in self._backups()[self.keep:]:
             shutil.rmtree(os.path.join(self.backup_dir, old), ignore_errors=True)
 
@@ -172,11 +180,12 @@ class RunBackup(keras.callbacks.Callback):
         if not os.path.isdir(self.backup_dir):
             return 0
         for name in os.listdir(self.backup_dir):
-            if name.startswith(".tmp-"):  # a backup that was being written when the process died
-                shutil.rmtree(os.path.join(self.backup_dir, name), ignore_errors=True)
+            if name.startswith(".tmp-"):  # something being written when the process died
+                path = os.path.join(self.backup_dir, name)
+                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
         candidates = self._backups()
         if not candidates:
-            leftovers = sorted(os.listdir(self.backup_dir))
+            leftovers = sorted(n for n in os.listdir(self.backup_dir) if n != self.LATEST)
             if leftovers:
                 _warn(f"{self.backup_dir} holds no backup this version writes ({', '.join(leftovers)}); "
                       f"training starts from step 0")
