@@ -122,16 +122,17 @@ def test_npgan_refuses_a_bad_noise_prior_rate():
 
 # ---------------------------------------------------------------------- minibatch discrimination
 def test_minibatch_features_by_hand():
-    """A = 1 feature, B = 2 kernels of C = 1: M_i = (f_i, 2 f_i). For f = (0, 1, 3):
-    o(x_1) = (e^-1 + e^-3, e^-2 + e^-6), o(x_2) = (e^-1 + e^-2, e^-2 + e^-4), o(x_3) = (e^-3 + e^-2, e^-6 + e^-4)."""
+    """A = 1 feature, B = 2 kernels of C = 1: M_i = (f_i, 2 f_i). For f = (0, 1, 3), averaged over
+    the N - 1 = 2 others: o(x_1) = (e^-1 + e^-3, e^-2 + e^-6) / 2, o(x_2) = (e^-1 + e^-2, e^-2 + e^-4) / 2,
+    o(x_3) = (e^-3 + e^-2, e^-6 + e^-4) / 2."""
     layer = MinibatchDiscrimination(num_kernels=2, kernel_dim=1)
     layer.build((None, 1))
     layer.kernel.assign([[1.0, 2.0]])
     out = layer(tf.constant([[0.0], [1.0], [3.0]])).numpy()
     e = np.exp
-    expected = np.array([[0.0, e(-1) + e(-3), e(-2) + e(-6)],
-                         [1.0, e(-1) + e(-2), e(-2) + e(-4)],
-                         [3.0, e(-3) + e(-2), e(-6) + e(-4)]])
+    expected = np.array([[0.0, (e(-1) + e(-3)) / 2, (e(-2) + e(-6)) / 2],
+                         [1.0, (e(-1) + e(-2)) / 2, (e(-2) + e(-4)) / 2],
+                         [3.0, (e(-3) + e(-2)) / 2, (e(-6) + e(-4)) / 2]])
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-7)
 
 

@@ -4,10 +4,16 @@ For features f(x_i) in R^A of every example in the batch and a learned tensor T 
 
     M_i = f(x_i) T                                 (B rows of C numbers)
     c_b(x_i, x_j) = exp(-||M_{i,b} - M_{j,b}||_1)
-    o(x_i)_b = sum_{j != i} c_b(x_i, x_j)
+    o(x_i)_b = 1/(N - 1) sum_{j != i} c_b(x_i, x_j)
 
 and the layer returns [f(x_i), o(x_i)] (A + B features), so the discriminator can see how close a
 sample is to the rest of its batch: a collapsed generator's batch is easy to tell apart.
+
+Departure (our choice): Salimans et al. sum over j; we average. The next layer's weights absorb the
+constant N - 1, so the discriminators representable are the same, but o stays in [0, 1] whatever
+the batch size: with the sum, a batch of 256 starts with o ~ 255 (T is small, so every c_b ~ 1),
+the logit is dominated by that constant, and a sample's score would change with the size of the
+batch it is scored in.
 
 Distribution: under a ``tf.distribute`` strategy the sum over j runs over the *global* batch (the
 projections M are all-gathered across replicas), so N replicas compute what one device computes
@@ -42,8 +48,9 @@ class MinibatchDiscrimination(keras.layers.Layer):
         m = tf.reshape(tf.matmul(features, self.kernel), [-1, self.num_kernels, self.kernel_dim])  # (N, B, C)
         others = _global_batch(m)  # (N_global, B, C)
         l1 = tf.reduce_sum(tf.abs(m[:, None] - others[None]), axis=-1)  # (N, N_global, B)
-        # The sum over all j includes j = i, whose term is exp(0) = 1: remove it.
-        o = tf.reduce_sum(tf.exp(-l1), axis=1) - 1.0
+        # The sum over all j includes j = i, whose term is exp(0) = 1: remove it, then average.
+        others_count = tf.cast(tf.shape(others)[0] - 1, l1.dtype)
+        o = (tf.reduce_sum(tf.exp(-l1), axis=1) - 1.0) / tf.maximum(others_count, 1.0)
         return tf.concat([features, tf.cast(o, features.dtype)], axis=-1)
 
     def compute_output_shape(self, input_shape):
