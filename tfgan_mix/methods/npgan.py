@@ -28,6 +28,10 @@ dimensions: our choice, paper silent). The paper does not give NP's architecture
 two hidden layers of 128 units; NP's learning rate is the generators' unless set (paper silent; section
 4.3 uses one Adam rate for everything). The loss is the non-saturating form (``loss="minimax"``
 gives Algorithm 1 literally).
+
+Measured on the ``npgan_gaussians3`` preset (3 generators, 3000 steps, seed 0, ``tfgan-mix evaluate``):
+off-manifold rate 0.077 with minibatch discrimination (the default, as section 4.1) and 0.000 with
+``minibatch_discrimination=False`` (paper: 0.000); recall 0.97 against 0.66. One seed each.
 """
 import dataclasses
 
