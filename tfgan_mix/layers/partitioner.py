@@ -29,6 +29,9 @@ Design notes:
 * Layer j of all T blocks is one stacked kernel (T, in, out), so the spectral norms of every block
   come from one batched power iteration and the graph barely grows with T.
 * Everything is vectorised over the k partitions: the guide is one broadcast, never a loop over k.
+* Every weight is aggregated ``only_first_replica``: replicas hold identical copies, so the masked
+  assignments that freeze the partitioner or copy the pretext trunk into it (``PGMGAN``) may run
+  inside a replica context; the optimizer's updates are unaffected (they sum the gradients first).
 """
 import math
 
@@ -36,6 +39,9 @@ import keras
 import tensorflow as tf
 
 from tfgan_mix.layers.activations import get_activation
+
+
+_SAME_ON_EVERY_REPLICA = "only_first_replica"
 
 
 def partition_guide(logits, index):
@@ -66,7 +72,7 @@ class LipschitzPartitioner(keras.layers.Layer):
     """S(x) = softmax(W phi(x) + b) with phi a stack of Lipschitz residual blocks.
 
     Args:
-        num_partitions: k.
+        num_partitions: k; 0 builds phi alone (the pretext network's trunk phi_0, section 4.1).
         blocks: T residual blocks (0: a linear partitioner, whose guide trivially has no local optima).
         layers_per_block: m dense layers in each psi_t.
         units: width of psi_t's hidden layers.
@@ -81,6 +87,8 @@ class LipschitzPartitioner(keras.layers.Layer):
             raise ValueError(f"the partitioner's Lipschitz constant must lie in (0, 1) (Theorem 3), got {lipschitz}")
         if int(layers_per_block) < 1 or int(blocks) < 0:
             raise ValueError("the partitioner needs blocks >= 0 and layers_per_block >= 1")
+        if int(num_partitions) < 0:
+            raise ValueError(f"the partitioner needs num_partitions >= 0, got {num_partitions}")
         self.num_partitions = int(num_partitions)
         self.blocks = int(blocks)
         self.layers_per_block = int(layers_per_block)
@@ -100,19 +108,38 @@ class LipschitzPartitioner(keras.layers.Layer):
         for j, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
             limit = math.sqrt(6.0 / (fan_in + fan_out))  # Glorot uniform, per block
             kernel = self.add_weight(name=f"dense{j}_kernel", shape=(t, fan_in, fan_out),
-                                     initializer=keras.initializers.RandomUniform(-limit, limit))
-            bias = self.add_weight(name=f"dense{j}_bias", shape=(t, fan_out), initializer="zeros")
+                                     initializer=keras.initializers.RandomUniform(-limit, limit),
+                                     aggregation=_SAME_ON_EVERY_REPLICA)
+            bias = self.add_weight(name=f"dense{j}_bias", shape=(t, fan_out), initializer="zeros",
+                                   aggregation=_SAME_ON_EVERY_REPLICA)
             # The power-iteration vectors: identical on every replica (a function of the weights),
             # so the first replica's value stands for all.
             u = self.add_weight(name=f"dense{j}_u", shape=(t, fan_out), initializer="random_normal",
-                                trainable=False, aggregation="only_first_replica")
+                                trainable=False, aggregation=_SAME_ON_EVERY_REPLICA)
             self.block_layers.append((kernel, bias, u))
         # W_0: random (section 4.1) but small, so the softmax starts unsaturated and every partition
         # alive; a larger start leaves some partitions empty for good (our choice, paper silent).
-        self.partition_kernel = self.add_weight(name="partition_kernel", shape=(d, self.num_partitions),
-                                                initializer=keras.initializers.RandomNormal(stddev=0.01))
-        self.partition_bias = self.add_weight(name="partition_bias", shape=(self.num_partitions,), initializer="zeros")
+        if self.num_partitions:
+            self.partition_kernel = self.add_weight(
+                name="partition_kernel", shape=(d, self.num_partitions),
+                initializer=keras.initializers.RandomNormal(stddev=0.01), aggregation=_SAME_ON_EVERY_REPLICA)
+            self.partition_bias = self.add_weight(name="partition_bias", shape=(self.num_partitions,),
+                                                  initializer="zeros", aggregation=_SAME_ON_EVERY_REPLICA)
         super().build(input_shape)
+
+    @property
+    def feature_variables(self):
+        """phi's variables (kernels, biases and power-iteration vectors), in a fixed order."""
+        return [v for layer in self.block_layers for v in layer]
+
+    def copy_features_from(self, other, where):
+        """phi <- other's phi (weights and power vectors) where ``where`` (a bool scalar) is true.
+
+        Section 4.1's initialisation S_init(x) = softmax(W_0 phi_0(x)): phi starts as the pretext
+        network's trunk phi_0. A masked assign (static control flow, replica-safe).
+        """
+        for mine, theirs in zip(self.feature_variables, other.feature_variables, strict=True):
+            mine.assign(tf.where(where, theirs, mine))
 
     # ------------------------------------------------------------------ spectral normalisation
     @staticmethod
@@ -160,6 +187,8 @@ class LipschitzPartitioner(keras.layers.Layer):
 
     def logits(self, x):
         """f(x) = W phi(x) + b: (B, k)."""
+        if not self.num_partitions:
+            raise ValueError("this partitioner was built with num_partitions=0 (phi only); it has no logits")
         return tf.matmul(self.features(x), self.partition_kernel) + self.partition_bias
 
     def call(self, x):
@@ -183,3 +212,35 @@ class LipschitzPartitioner(keras.layers.Layer):
         config.update(num_partitions=self.num_partitions, blocks=self.blocks, layers_per_block=self.layers_per_block,
                       units=self.units, lipschitz=self.lipschitz, activation=self.activation)
         return config
+
+
+@keras.saving.register_keras_serializable(package="tfgan_mix")
+class ProjectionHead(keras.layers.Layer):
+    """The pretext head h = W2 sigma(W1 phi_0(x)) of paper 002, section 4.1 (sigma = ReLU).
+
+    Float32, and its weights aggregated like the partitioner's (masked assignments inside a
+    replica context freeze it exactly once the pretext phase ends).
+    """
+
+    def __init__(self, units, dim, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.dim = int(units), int(dim)
+
+    def build(self, input_shape):
+        d = int(input_shape[-1])
+        glorot = keras.initializers.GlorotUniform
+        self.w1 = self.add_weight(name="w1", shape=(d, self.units), initializer=glorot(),
+                                  aggregation=_SAME_ON_EVERY_REPLICA)
+        self.b1 = self.add_weight(name="b1", shape=(self.units,), initializer="zeros",
+                                  aggregation=_SAME_ON_EVERY_REPLICA)
+        self.w2 = self.add_weight(name="w2", shape=(self.units, self.dim), initializer=glorot(),
+                                  aggregation=_SAME_ON_EVERY_REPLICA)
+        self.b2 = self.add_weight(name="b2", shape=(self.dim,), initializer="zeros",
+                                  aggregation=_SAME_ON_EVERY_REPLICA)
+        super().build(input_shape)
+
+    def call(self, features):
+        return tf.matmul(tf.nn.relu(tf.matmul(features, self.w1) + self.b1), self.w2) + self.b2
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "dim": self.dim}
