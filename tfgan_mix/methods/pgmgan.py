@@ -3,24 +3,41 @@
 A space partitioner S splits the data space into k regions A_1..A_k; generator G_i and
 discriminator D_i learn the data restricted to A_i, weighted by pi_i = p_data(x in A_i):
 
-    sum_i pi_i [min_{G_i} max_{D_i} V(D_i, G_i, A_i)]                          (Eq. 1-2)
+    sum_i pi_i [min_{G_i} max_{D_i} V(D_i, G_i, A_i)]                               (Eq. 1)
+    V(D, G, A) = E_{x ~ p_data(x | x in A)} log D(x) + E_{z ~ p_z(z | G(z) in A)} log(1 - D(G(z)))   (Eq. 2)
 
 G_i share every parameter but their input layer and D_i every parameter but their last layer
 (section 4): a GeneratorBank with a shared trunk, and one discriminator with k output columns.
 
 Partitioner (section 4.1), trained inside ``fit`` before it is used, in phases of the step count t:
 
-1. t < pretext_steps (images only): a pretext embedding h = W2 sigma(W1 phi(x)) learned with
+1. t < pretext_steps (images only): the pretext network h = W2 sigma(W1 phi_0(x)) learned with
    the contrastive loss of Eq. 4 on two augmented views of each image (SimCLR's NT-Xent).
    Low-dimensional data skip this phase, as the paper's toy does (section 5.1).
 2. pretext_steps <= t < pretext_steps + partition_steps: S(x) = softmax(W phi(x)) trained to
-   maximise Eq. 5 on a k-NN graph of h (of x itself for low-dimensional data):
+   maximise Eq. 5 on a k-NN graph E:
        sum_(i,j) in E log(S(x_i)^T S(x_j)) - alpha sum_i H(S(x_i)) + beta H(sum_i S(x_i) / N)
-   initialised as the paper says: phi is the pretext network's trunk, W a new random matrix.
-3. Afterwards S is frozen (its optimizer's learning rate drops to zero).
-One Adam optimizer serves phases 1 and 2 (the paper trains the pretext model with SGD), and the
-k-NN graph is rebuilt on each batch from the current h rather than mined once (the paper's
-pretext network is fixed when the graph is built; here phi keeps adapting in phase 2).
+   initialised as the paper says: phi = phi_0 (copied from the pretext network when its phase
+   ends), W a new random matrix.
+3. Afterwards S is frozen exactly (see below), and so is the pretext network after phase 1.
+
+The k-NN graph (Eq. 5's E). SCAN (Van Gansbeke et al. 2020), which section 4.1 follows, mines the
+nearest neighbours once, over the dataset, in the embedding of the *frozen* pretext network, then
+trains the clustering head on those fixed pairs. Here the pretext network (phi_0 and the head) is
+a separate network from S and is frozen when its phase ends, so the mining space is fixed for the
+whole partition phase, as in SCAN; for low-dimensional data (no pretext) it is the raw data. The
+one departure: the neighbours are mined within each global batch (all replicas' examples), not
+over the whole dataset, because ``train_step`` sees only batches, must keep static shapes (XLA)
+and must give every replica the same graph (each replica gathers the global batch, so they do).
+With the frozen embedding the batch graph is the dataset graph restricted to the batch; with
+fewer candidates the k-th neighbour is farther than over the dataset (choose ``neighbours`` well
+below the number of examples per partition in a batch).
+
+Exact freezing. Every partitioner update applies the optimizer to all partitioner variables with
+the inactive phase's loss masked to zero, then puts the variables of every inactive group back to
+their values before the update (a masked assign: static control flow, no ``tf.cond``). A zero
+gradient alone does not freeze a momentum optimizer -- Adam keeps moving on its first moment --
+so this restore is what makes "frozen" exact for any optimizer.
 
 phi is the Lipschitz residual network of section 4.2 (``layers.partitioner``), so the guide
 
@@ -30,12 +47,22 @@ has no local optimum outside A_i (Theorem 3). The generator loss adds it (Eq. 8)
 
     min_{G_i} -log D_i(G_i(z)) + lambda_t R_i(G_i(z)),
 
-lambda_t = 0 until the partitioner is trained, then ``guide_weight`` annealed linearly to 0 over
-``guide_anneal_steps`` ("linear annealing has been done during training", section 5.4).
-D_i sees the real points S assigns to A_i and the fakes of G_i. Generator i is drawn with
-probability pi_i, a running average of S's assignments of the real batches. At inference the
-example's uniform u picks i by inverse CDF on pi, and the ``partition`` rejection rule accepts a
-sample of G_i only when R_i(x) == 0 (section 4.2) -- the default rule.
+lambda_t = 0 until the partitioner is frozen, then ``guide_weight`` annealed linearly ("linear
+annealing has been done during training", section 5.4): by default (``guide_anneal_steps=None``)
+to 0 at the last step of the run ``fit`` is given (epochs x steps_per_epoch; the step is stored in
+the ``guide_end_step`` weight, so a saved run keeps its schedule); an explicit
+``guide_anneal_steps = n`` anneals over n steps instead, and 0 keeps lambda constant.
+
+D_i sees the real points S assigns to A_i (x | x in A_i) and, per Eq. 2, only the fakes of G_i
+that fall inside A_i (z | G_i(z) in A_i): a fake outside its generator's partition gets weight 0
+and the ones inside stand for their generator's share of the batch (``restricted_fake_weights``;
+static shapes, no boolean mask). ``restrict_fakes=False`` trains D_i on all of G_i's fakes instead
+(a conditional GAN's loss). The restricted form leaves a fake outside A_i unopposed by D_i, so it
+relies on the guide to bring G_i's samples into A_i; with lambda = 0 (Partition GAN) nothing does.
+Generator i is drawn with probability pi_i, a running average of
+S's assignments of the real batches. At inference the example's uniform u picks i by inverse CDF
+on pi, and the ``partition`` rejection rule accepts a sample of G_i only when R_i(x) == 0
+(section 4.2) -- the default rule.
 
 In-``fit`` design (no shared code changes): each train step first runs one partitioner update
 (pretext or partition loss, chosen by masks, so the step has static control flow and compiles
@@ -49,13 +76,14 @@ Defaults: section 5 and 5.4 (k = 200, Lipschitz constant 0.9, 20 residual blocks
 initial lambda = 6, Adam). Everything marked "our choice" is not given in the paper's text.
 """
 import dataclasses
+import inspect
 
 import keras
 import tensorflow as tf
 
 from tfgan_mix.core import GANConfig, MixtureGAN, choose_from_uniform, register_method, select_generator
 from tfgan_mix.core.base import SALTS_PER_STEP
-from tfgan_mix.layers.partitioner import LipschitzPartitioner, nearest_neighbours, partition_guide
+from tfgan_mix.layers.partitioner import LipschitzPartitioner, ProjectionHead, nearest_neighbours, partition_guide
 
 _PARTITION_SALT = SALTS_PER_STEP - 2  # the base uses salts 0..d_steps and the last one (test_step)
 
@@ -67,7 +95,8 @@ class PGMGANConfig(GANConfig):
     noise: str = "normal"  # SN-GAN's z ~ N(0, I)
     shared_trunk: bool = True  # section 4: G_i share all parameters but the input layer
     guide_weight: float = 6.0  # lambda of Eq. 8, initial value (section 5.4)
-    guide_anneal_steps: int = 20000  # lambda -> 0 linearly over this many steps; our choice, paper silent
+    restrict_fakes: bool = True  # Eq. 2: D_i sees only G_i's fakes inside A_i (False: all of G_i's fakes)
+    guide_anneal_steps: int | None = None  # None: lambda -> 0 linearly by the end of the run (section 5.4); n: over n steps; 0: constant
     pretext_steps: int = 2000  # images only; our choice, paper silent
     partition_steps: int = 2000  # our choice, paper silent
     partitioner_blocks: int = 20  # section 5: 20 residual blocks ...
@@ -89,8 +118,10 @@ class PGMGANConfig(GANConfig):
         if self.guide_weight < 0:
             raise ValueError(f"guide_weight must be >= 0, got {self.guide_weight}")
         for name in ("pretext_steps", "partition_steps", "guide_anneal_steps"):
-            if int(getattr(self, name)) < 0:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not isinstance(self.restrict_fakes, bool):
+            raise ValueError(f"restrict_fakes must be true or false, got {self.restrict_fakes!r}")
         if int(self.neighbours) < 1:
             raise ValueError(f"neighbours must be >= 1, got {self.neighbours}")
         if not 0.0 <= self.proportion_momentum < 1.0:
@@ -158,6 +189,52 @@ def pick_column(logits, index):
     return tf.reduce_sum(logits * tf.one_hot(index, logits.shape[-1], dtype=logits.dtype), axis=-1)
 
 
+# The fake half of each loss family's discriminator loss (every family's is a sum real + fake).
+_FAKE_TERMS = {
+    "ns": tf.nn.softplus,  # -log(1 - sigmoid(f))
+    "minimax": tf.nn.softplus,
+    "wasserstein": lambda f: f,
+    "hinge": lambda f: tf.nn.relu(1.0 + f),
+}
+
+
+def fake_term(loss_name, fake_logits):
+    """The fake part of the discriminator loss of ``loss_name``, per example."""
+    if loss_name not in _FAKE_TERMS:
+        raise ValueError(f"pgmgan cannot restrict D's fake term for loss {loss_name!r}; "
+                         f"supported: {sorted(_FAKE_TERMS)}")
+    return _FAKE_TERMS[loss_name](fake_logits)
+
+
+def _sum_over_replicas(value):
+    """``value`` summed over the replicas (itself on one device); replica context only."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def restricted_fake_weights(index, inside, num_generators):
+    """Per-fake weights that turn a batch average into Eq. 1-2's fake term (paper 002):
+
+        sum_i pi_i E_{z ~ p_z(z | G_i(z) in A_i)} [log(1 - D_i(G_i(z)))]
+
+    G_i made n_i of the batch's fakes (n_i / N estimates pi_i, the rate generator i is drawn at)
+    and c_i of them fall inside A_i (``inside``). The conditional mean over those c_i, weighted by
+    n_i / N, is (1/N) sum_b w_b loss_b with w_b = inside_b * n_(i_b) / c_(i_b): a fake outside its
+    partition weighs 0, one inside stands for its generator's share. A generator with no fake
+    inside A_i in the batch drops out of that batch's estimate. Counts are over the global batch
+    (summed across replicas), so the weights do not depend on the number of replicas. Static
+    shapes: one-hot sums, no boolean mask. ``index`` (B,) int, ``inside`` (B,) bool -> (B,) float32.
+    """
+    one_hot = tf.one_hot(index, num_generators, dtype=tf.float32)
+    inside = tf.cast(inside, tf.float32)
+    drawn = _sum_over_replicas(tf.reduce_sum(one_hot, axis=0))  # n_i
+    kept = _sum_over_replicas(tf.reduce_sum(one_hot * inside[:, None], axis=0))  # c_i
+    ratio = drawn / tf.maximum(kept, 1.0)
+    return inside * tf.reduce_sum(one_hot * ratio[None, :], axis=-1)
+
+
 # ---------------------------------------------------------------------- the method
 @register_method("pgmgan")
 class PGMGAN(MixtureGAN):
@@ -177,10 +254,19 @@ class PGMGAN(MixtureGAN):
         return len(self.config.data_shape) == 3
 
     @property
+    def pretext_done_step(self):
+        """The first step of the partition phase (0 without a pretext phase)."""
+        return self.config.pretext_steps if self.uses_pretext else 0
+
+    @property
     def partitioner_done_step(self):
         """The first step with a frozen partitioner."""
-        c = self.config
-        return (c.pretext_steps if self.uses_pretext else 0) + c.partition_steps
+        return self.pretext_done_step + self.config.partition_steps
+
+    def phases(self, step):
+        """(in_pretext, in_partition) as bool scalars for train step ``step``."""
+        step = tf.cast(step, tf.int64)
+        return step < self.pretext_done_step, (step >= self.pretext_done_step) & (step < self.partitioner_done_step)
 
     # ------------------------------------------------------------------ networks
     def build_networks(self):
@@ -193,10 +279,20 @@ class PGMGAN(MixtureGAN):
         )
         self.partitioner.build((None, *c.data_shape))
         if self.uses_pretext:
-            self.pretext_head = keras.Sequential(  # float32 like the partitioner it trains
-                [keras.Input((self.partitioner.input_dim,)),
-                 keras.layers.Dense(c.pretext_units, activation="relu", dtype="float32"),
-                 keras.layers.Dense(c.pretext_dim, dtype="float32")], name="pretext_head")
+            # The pretext network h = W2 sigma(W1 phi_0(x)) (section 4.1): its own trunk phi_0, the
+            # partitioner's architecture, copied into S's phi when the pretext phase ends; frozen
+            # afterwards, so the k-NN graph of Eq. 5 is mined in a fixed embedding (SCAN).
+            self.pretext_trunk = LipschitzPartitioner(
+                0, blocks=c.partitioner_blocks, layers_per_block=c.partitioner_layers,
+                units=c.partitioner_units, lipschitz=c.partitioner_lipschitz, activation=c.partitioner_activation,
+                name="pretext_trunk", dtype="float32")
+            self.pretext_trunk.build((None, *c.data_shape))
+            self.pretext_head = ProjectionHead(c.pretext_units, c.pretext_dim, name="pretext_head", dtype="float32")
+            self.pretext_head.build((None, self.partitioner.input_dim))
+        # The last step of the run fit was given (epochs x steps_per_epoch): lambda reaches 0 there.
+        self.guide_end_step = self.add_weight(
+            name="guide_end_step", shape=(), dtype="int64", initializer="zeros", trainable=False,
+            aggregation="only_first_replica")
         # pi_i: the share of real data in each partition (a running average of S's assignments).
         self.partition_proportions = self.add_weight(
             name="partition_proportions", shape=(c.num_generators,),
@@ -205,9 +301,20 @@ class PGMGAN(MixtureGAN):
         )
 
     @property
+    def pretext_variables(self):
+        """phi_0 and the projection head: trained in the pretext phase only (images)."""
+        if not self.uses_pretext:
+            return []
+        return [v for layer in (self.pretext_trunk, self.pretext_head) for v in layer.trainable_variables]
+
+    @property
+    def partition_variables(self):
+        """phi, W and b of S: trained in the partition phase only."""
+        return list(self.partitioner.trainable_variables)
+
+    @property
     def partitioner_variables(self):
-        layers = [self.partitioner] + ([self.pretext_head] if self.uses_pretext else [])
-        return [v for layer in layers for v in layer.trainable_variables]
+        return self.partition_variables + self.pretext_variables
 
     @property
     def generator_variables(self):
@@ -240,11 +347,43 @@ class PGMGAN(MixtureGAN):
         return pick_column(self.discriminator_logits(fake, training=True), index)
 
     # ------------------------------------------------------------------ losses
+    def inside_own_partition(self, samples, index):
+        """Whether each sample lies in its generator's partition: R_i(x) == 0 (Eq. 7), (B,) bool."""
+        return self.partitioner.guide(samples, index) <= 0.0
+
+    def discriminator_losses(self, step):
+        """Eq. 1-2: D_i on the real points of A_i and on the fakes of G_i that lie in A_i.
+
+        Real points are routed to D_i by the partition they lie in (so the batch average is
+        sum_i pi_i E[. | x in A_i]); fakes are weighted by ``restricted_fake_weights``.
+        """
+        real_logits = self.discriminate(step.real, training=True)
+        fake, index = self.generate(step.noise, training=True)
+        fake_logits = pick_column(self.discriminator_logits(fake, training=True), index)
+        fake_part = fake_term(self.config.loss, fake_logits)
+        real_part = self.loss_family.discriminator(real_logits, fake_logits) - fake_part
+        if not self.config.restrict_fakes:
+            return {"d_adv": real_part + fake_part, **self.gradient_penalty_terms(step)}
+        weight = tf.stop_gradient(restricted_fake_weights(
+            index, self.inside_own_partition(tf.stop_gradient(fake), index), self.config.num_generators))
+        return {"d_adv": real_part + weight * fake_part, **self.gradient_penalty_terms(step)}
+
     def guide_weight_at(self, step):
-        """lambda_t: 0 while the partitioner trains, then guide_weight decaying linearly to 0."""
+        """lambda_t of Eq. 8: 0 while the partitioner trains, then ``guide_weight`` decaying
+        linearly (section 5.4): to 0 at the end of the run ``fit`` was given (``guide_end_step``)
+        when ``guide_anneal_steps`` is None, over ``guide_anneal_steps`` steps otherwise, never
+        when it is 0."""
         c = self.config
-        since = tf.cast(step, tf.float32) - float(self.partitioner_done_step)
-        decay = 1.0 if c.guide_anneal_steps == 0 else tf.clip_by_value(1.0 - since / c.guide_anneal_steps, 0.0, 1.0)
+        start = float(self.partitioner_done_step)
+        since = tf.cast(step, tf.float32) - start
+        if c.guide_anneal_steps == 0:
+            decay = tf.constant(1.0)
+        else:
+            if c.guide_anneal_steps is None:
+                length = tf.cast(tf.convert_to_tensor(self.guide_end_step), tf.float32) - start
+            else:
+                length = tf.constant(float(c.guide_anneal_steps))
+            decay = tf.where(length > 0.0, tf.clip_by_value(1.0 - since / tf.maximum(length, 1.0), 0.0, 1.0), 0.0)
         return tf.where(since >= 0.0, c.guide_weight * decay, 0.0)
 
     def _current_step(self):
@@ -270,29 +409,33 @@ class PGMGAN(MixtureGAN):
             spec[f"view{view}_pixels"] = (self.config.data_shape, "normal")
         return spec
 
+    def mining_embedding(self, real):
+        """The space Eq. 5's k-NN graph is mined in: the pretext embedding h = W2 sigma(W1 phi_0(x)),
+        L2-normalised (cosine neighbours, as SCAN), for images; the raw data otherwise (section 5.1).
+        The pretext network is frozen after its phase, so this is a fixed function in the partition
+        phase. No gradient flows through it."""
+        if not self.uses_pretext:
+            return tf.reshape(real, [real.shape[0], -1])
+        return tf.math.l2_normalize(tf.stop_gradient(self.pretext_head(self.pretext_trunk.features(real))), -1)
+
     def partitioner_losses(self, real, step):
         """Masked pretext (Eq. 4) and partition (Eq. 5) losses on the global batch ``real``.
 
-        Returns (total loss, {name: scalar to log}, S(real)). The mask picks the phase of ``step``.
+        Returns (total loss, {name: scalar to log}, S(real)). The masks pick the phase of ``step``.
         """
         c = self.config
         step = tf.cast(step, tf.int64)
-        pretext_end = c.pretext_steps if self.uses_pretext else 0
-        in_pretext = tf.cast(step < pretext_end, tf.float32)
-        in_partition = tf.cast((step >= pretext_end) & (step < self.partitioner_done_step), tf.float32)
+        in_pretext, in_partition = (tf.cast(m, tf.float32) for m in self.phases(step))
         batch = real.shape[0]
         probs = self.partitioner(real)
         if self.uses_pretext:
             seed = tf.stack([tf.constant(c.seed, tf.int64), step * SALTS_PER_STEP + _PARTITION_SALT])
             noise = self.sample_noise(batch, seed, self.partition_noise_spec())
-            views = [self.pretext_head(self.partitioner.features(augment(real, noise, v))) for v in (1, 2)]
+            views = [self.pretext_head(self.pretext_trunk.features(augment(real, noise, v))) for v in (1, 2)]
             pretext = contrastive_loss(*views, c.pretext_temperature)
-            # The k-NN graph on the pretext embedding h (held fixed for this loss).
-            embedding = tf.math.l2_normalize(tf.stop_gradient(self.pretext_head(self.partitioner.features(real))), -1)
         else:
             pretext = tf.constant(0.0)
-            embedding = tf.reshape(real, [batch, -1])
-        neighbours = nearest_neighbours(embedding, min(c.neighbours, batch - 1))
+        neighbours = nearest_neighbours(self.mining_embedding(real), min(c.neighbours, batch - 1))
         terms = partition_objective(probs, neighbours, c.entropy_weight, c.balance_weight)
         loss = in_pretext * pretext + in_partition * terms["loss"]
         logs = {"p_consistency": terms["consistency"], "p_entropy": terms["entropy"], "p_balance": terms["balance"]}
@@ -303,20 +446,31 @@ class PGMGAN(MixtureGAN):
     def _partitioner_update(self, real):
         c = self.config
         step = self.g_optimizer.iterations
+        in_pretext, in_partition = self.phases(step)
+        if self.uses_pretext:
+            # Section 4.1: S starts from phi_0. Copied while the pretext network trains, so phi holds
+            # the final phi_0 when the partition phase starts (at step == pretext_steps).
+            self.partitioner.copy_features_from(self.pretext_trunk, tf.cast(step, tf.int64) <= self.pretext_done_step)
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync if context is not None else 1
         if replicas > 1:  # the k-NN graph and H(mean S) need the global batch
             real = tf.reshape(context.all_gather(real, axis=0), [real.shape[0] * replicas, *real.shape[1:]])  # static
+        groups = [(self.partition_variables, in_partition), (self.pretext_variables, in_pretext)]
+        before = [[tf.identity(tf.convert_to_tensor(v)) for v in variables] for variables, _ in groups]
         variables = self.partitioner_variables
         with tf.GradientTape() as tape:
             loss, logs, probs = self.partitioner_losses(real, step)
             scaled = loss / replicas  # every replica holds the whole loss; gradients are summed
         grads = tape.gradient(scaled, variables)
-        training = tf.cast(step, tf.int64) < self.partitioner_done_step
-        # The zero mask makes a frozen phase exact for any optimizer (the default's rate is also 0).
-        mask = tf.cast(training, tf.float32)
-        self.p_optimizer.apply_gradients([(g * mask, v) for g, v in zip(grads, variables) if g is not None])
-        self.partitioner.update_power_vectors(training)
+        self.p_optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+        # Exact freeze: a masked (zero) loss does not stop a momentum optimizer, so every variable
+        # outside its phase is put back. Static control flow; replicas agree (identical values).
+        for (group, active), values in zip(groups, before):
+            for v, value in zip(group, values):
+                v.assign(tf.where(active, tf.convert_to_tensor(v), value))
+        self.partitioner.update_power_vectors(in_partition)
+        if self.uses_pretext:
+            self.pretext_trunk.update_power_vectors(in_pretext)
         counts = tf.reduce_mean(tf.one_hot(tf.argmax(probs, -1), c.num_generators), axis=0)
         m = c.proportion_momentum
         self.partition_proportions.assign(m * self.partition_proportions + (1.0 - m) * counts)
@@ -328,6 +482,25 @@ class PGMGAN(MixtureGAN):
         real = data[0] if isinstance(data, (tuple, list)) else data
         self._partitioner_update(real)
         return super().train_step(data)
+
+    def fit(self, *args, **kwargs):
+        """``keras.Model.fit``, which first records the run's last step in ``guide_end_step`` (the
+        current step plus (epochs - initial_epoch) x steps_per_epoch) so that lambda anneals to 0
+        over the run (``guide_anneal_steps=None``). A run resumed by BackupAndRestore calls fit
+        with the same arguments on a fresh model, so it records the same end."""
+        arguments = inspect.signature(keras.Model.fit).bind(self, *args, **kwargs).arguments
+        steps = arguments.get("steps_per_epoch")
+        data = arguments.get("x")
+        if steps is None and isinstance(data, tf.data.Dataset) and int(data.cardinality()) > 0:
+            steps = int(data.cardinality())
+        if steps is not None:
+            epochs, initial = arguments.get("epochs", 1), arguments.get("initial_epoch", 0)
+            now = int(tf.convert_to_tensor(self._current_step()).numpy())
+            self.guide_end_step.assign(now + (epochs - initial) * int(steps))
+        elif self.config.guide_anneal_steps is None and self.config.guide_weight > 0:
+            raise ValueError("guide_anneal_steps=None anneals lambda over the run, but fit cannot tell the "
+                             "run's length: pass steps_per_epoch or set guide_anneal_steps")
+        return super().fit(*args, **kwargs)
 
     # ------------------------------------------------------------------ inference: rejection
     def rejection_score(self, rule, noise, samples):
@@ -346,17 +519,13 @@ class PGMGAN(MixtureGAN):
             self._trackers[name] = keras.metrics.Mean(name=name)
 
     def compile(self, d_optimizer=None, g_optimizer=None, p_optimizer=None, **kwargs):
-        """As the base, plus the partitioner's optimizer: Adam whose rate drops to zero once the
-        partitioner is trained (so it is frozen exactly), unless one is given."""
+        """As the base, plus the partitioner's optimizer (Adam at ``partitioner_learning_rate``
+        unless one is given; any optimizer: the phases' freezing does not rely on its rate)."""
         super().compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer, **kwargs)
         if p_optimizer is not None:
             self.p_optimizer = keras.optimizers.get(p_optimizer)
         else:
-            # PiecewiseConstantDecay keeps values[0] while iterations <= boundary: the last training
-            # step is partitioner_done_step - 1 (the optimizer steps once per train step).
-            rate = keras.optimizers.schedules.PiecewiseConstantDecay(
-                [self.partitioner_done_step - 1], [self.config.partitioner_learning_rate, 0.0])
-            self.p_optimizer = keras.optimizers.Adam(learning_rate=rate)
+            self.p_optimizer = keras.optimizers.Adam(learning_rate=self.config.partitioner_learning_rate)
         self.p_optimizer.build(self.partitioner_variables)
 
     def get_compile_config(self):
