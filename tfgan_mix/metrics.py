@@ -1,4 +1,4 @@
-"""Sample-quality metrics for mixture-of-generators GANs (DESIGN.md section 4).
+"""Sample-quality metrics for mixture-of-generators GANs (docs/ARCHITECTURE.md, "Metrics").
 
 Pure numpy/scipy functions of ``(n, d)`` arrays (flatten images first). Neighbour queries use
 ``scipy.spatial.cKDTree``, EMD ``scipy.optimize.linear_sum_assignment``, Frechet ``scipy.linalg.sqrtm``.
@@ -42,11 +42,16 @@ def off_manifold_rate(samples, real, labels, centres):
     Paper 000, section 4.1: r_m = max_{x in mode m} |x - c_m|; a sample s is off-manifold when
     |s - c_m| > r_m for every m.
     """
+    return float(np.mean(off_manifold_mask(samples, real, labels, centres)))
+
+
+def off_manifold_mask(samples, real, labels, centres):
+    """Per sample: is it off-manifold in ``off_manifold_rate``'s sense? (n,) bool."""
     samples, real = _pair(samples, real, ("samples", "real"))
     centres = _points(centres, "centres")
     labels = np.asarray(labels)
     radii = np.array([np.linalg.norm(real[labels == m] - centres[m], axis=1).max() for m in range(len(centres))])
-    return float(np.mean(np.all(_centre_distances(samples, centres) > radii, axis=1)))
+    return np.all(_centre_distances(samples, centres) > radii, axis=1)
 
 
 def coverage_gap(real, samples, epsilon=PAPER_COVERAGE_EPSILON):
@@ -102,7 +107,7 @@ def frechet_distance(a, b):
 # ---------------------------------------------------------------------- grid / ring protocol
 def high_quality_mask(samples, centres, std, *, num_std=3):
     """Samples within ``num_std`` standard deviations of some centre in every coordinate
-    (the grid/ring protocol of VEEGAN and PacGAN, DESIGN.md section 4)."""
+    (the grid/ring protocol of VEEGAN and PacGAN)."""
     samples, centres = _pair(samples, centres, ("samples", "centres"))
     return np.any(np.all(np.abs(samples[:, None, :] - centres[None]) <= num_std * std, axis=-1), axis=1)
 
@@ -154,6 +159,12 @@ def mode_proportions(samples, centres):
     return np.bincount(nearest, minlength=len(centres)) / len(samples)
 
 
+def total_variation(p, q):
+    """TV(p, q) = 1/2 sum_m |p_m - q_m| between two discrete distributions (each normalised here)."""
+    p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
+    return float(0.5 * np.abs(p / p.sum() - q / q.sum()).sum())
+
+
 # ---------------------------------------------------------------------- nearest-neighbour measures
 def knn_two_sample_accuracy(real, fake, *, k=5):
     """Leave-one-out k-NN classifier accuracy of telling real from fake on their union
@@ -174,12 +185,14 @@ def _knn_radii(x, k):
     return distance[:, -1]
 
 
-def _inside_balls(points, centres, radii):
-    """For each point, how many balls B(centre_i, radius_i) contain it."""
-    tree = cKDTree(centres)
-    hits = tree.query_ball_point(points, r=radii.max())
-    return np.array([np.sum(np.linalg.norm(centres[h] - p, axis=1) <= radii[h]) if h else 0
-                     for p, h in zip(points, hits)])
+def _inside_balls(points, centres, radii, chunk=1024):
+    """For each point, how many balls B(centre_i, radius_i) contain it. Dense distances in chunks
+    of rows: a neighbour query with the largest radius would list every point for every query
+    once one ball is wide (an outlier's k-NN ball), which takes memory quadratic in the counts."""
+    counts = np.empty(len(points), dtype=np.int64)
+    for start in range(0, len(points), chunk):
+        counts[start:start + chunk] = np.sum(distance.cdist(points[start:start + chunk], centres) <= radii[None, :], axis=1)
+    return counts
 
 
 def precision_recall(real, fake, *, k=5):
@@ -203,7 +216,7 @@ def density_coverage(real, fake, *, k=5):
 
 def outlier_manifold_distance(samples, real, *, fraction=0.01):
     """Mean distance to the nearest real point over the worst ``fraction`` of samples (at least
-    one): how far the outliers stray from the data (DESIGN.md section 4)."""
+    one): how far the outliers stray from the data."""
     samples, real = _pair(samples, real, ("samples", "real"))
     distance, _ = cKDTree(real).query(samples, k=1)
     worst = max(1, int(round(fraction * len(samples))))
