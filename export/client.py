@@ -1,9 +1,9 @@
 """Drawing outlier-free samples from an exported sampler: an ONNX file (onnxruntime, noise drawn
 here as the model card describes) or a SavedModel version directory (its ``serving_default``).
 
-Each request row yields one sample that is ``accepted`` or not; rows are requested in rounds until
-``n`` accepted samples are in hand or ``max_rounds`` rounds have run, so a sampler that accepts
-little cannot loop forever.
+Each request row yields one sample that is ``accepted`` or not; rows are requested in batches and
+only accepted samples are kept, until exactly ``n`` are in hand. A sampler whose acceptance falls
+below ``MIN_ACCEPTANCE`` is given up on (an error, not a short file), so it cannot loop forever.
 """
 import json
 import os
@@ -12,7 +12,6 @@ import numpy as np
 
 from tfgan_mix.export.writer import CARD_FILE
 
-MAX_ROUNDS = 20
 _DRAW = {
     "uniform(-1, 1)": lambda rng, shape: rng.uniform(-1.0, 1.0, shape),
     "normal(0, 1)": lambda rng, shape: rng.standard_normal(shape),
@@ -60,16 +59,38 @@ def savedmodel_requester(version_dir, seed=0):
     return request
 
 
-def accepted_samples(request, n, batch_size=1024, max_rounds=MAX_ROUNDS):
-    """Up to ``n`` accepted samples and the acceptance rate over all rows requested."""
+MIN_ACCEPTANCE = 0.01  # below this share of accepted rows, writing n samples is given up
+
+
+class LowAcceptance(RuntimeError):
+    """The sampler accepted too few rows to deliver the requested count."""
+
+
+def write_accepted(request, n, path, batch_size=1024, min_acceptance=MIN_ACCEPTANCE):
+    """Write exactly ``n`` accepted samples to the ``.npy`` file ``path``, streaming in batches of
+    rows (memory bounded by one batch), through a temporary file renamed into place: ``path`` is
+    either complete or untouched. Returns the acceptance rate over all rows requested; raises
+    ``LowAcceptance`` after ``n / min_acceptance`` rows without ``n`` accepted."""
     if n < 1:
         raise ValueError(f"-n must be >= 1, got {n}")
-    kept, rows, accepted = [], 0, 0
-    for _ in range(max_rounds):
-        out = request(batch_size)
-        mask = np.asarray(out["accepted"], bool)
-        kept.append(np.asarray(out["samples"])[mask])
-        rows, accepted = rows + len(mask), accepted + int(mask.sum())
-        if accepted >= n:
-            break
-    return np.concatenate(kept)[:n], accepted / rows
+    max_rows = int(np.ceil(n / min_acceptance)) + batch_size
+    tmp = f"{path}.tmp-{os.getpid()}.npy"
+    out, written, rows = None, 0, 0
+    try:
+        while written < n:
+            if rows >= max_rows:
+                raise LowAcceptance(f"only {written} of {n} samples accepted in {rows} rows (acceptance "
+                                    f"{written / rows:.4f} < {min_acceptance}); nothing written")
+            batch = request(batch_size)
+            kept = np.asarray(batch["samples"])[np.asarray(batch["accepted"], bool)][: n - written]
+            if out is None:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *kept.shape[1:]))
+            out[written:written + len(kept)] = kept
+            written, rows = written + len(kept), rows + batch_size
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return written / rows

@@ -1,10 +1,16 @@
 """The sampler: a trained model's generators, inference-time routing and outlier rejection in one
-graph with fixed shapes (DESIGN.md section 3).
+graph with fixed shapes (docs/ARCHITECTURE.md, "The sampler contract").
 
 Each input row carries ``m`` candidates' noise. All ``B*m`` candidates go through the method's
-``generate`` (its routing included) and are scored by its ``rejection_score`` for the chosen rule;
-each row returns its first accepted candidate, or its best-scoring one with ``accepted=False``
-when none of the ``m`` passes. One output row per input row, no loops, no data-dependent shapes:
+``generate`` and are scored by the rejection rule (``rules.py``); each row returns its first
+accepted candidate, or its best-scoring one with ``accepted=False`` when none of the ``m`` passes.
+
+Routing is kept under rejection: a row's generator is drawn once and only z is redrawn among its
+candidates, so accepted rows keep the prior's generator shares (paper 002, Eq. 1). Where the
+method draws its generator from ``u`` alone, every candidate of a row gets the row's first ``u``;
+where the choice depends on z (a noise-prior network, a gate on z), a candidate counts only when
+it routes to the row's first candidate's generator, which is exact rejection sampling of
+p(z | G_i). One output row per input row, no loops, no data-dependent shapes:
 
     samples   (B, *data_shape) float32
     accepted  (B,) bool
@@ -16,109 +22,119 @@ seed, same sample) for TF Serving, and ``from_noise`` (the candidates' noise its
 whose graphs cannot carry stateless random ops, so ONNX clients draw the noise themselves.
 """
 import dataclasses
+import json
+import os
 
 import numpy as np
 import tensorflow as tf
 
+from tfgan_mix.export import calibration
+from tfgan_mix.export.calibration import Calibration
+from tfgan_mix.export.rules import get_rule, graph_constant
+
 DEFAULT_CANDIDATES = 8
-DEFAULT_REAL_QUANTILE = 0.05  # discriminator rule: reject what scores below 95% of held-back real data
-# Noise-side rules (truncation, router) keep this share of prior draws: paper 004 (section IV-D)
-# disregards "the least likely 25%" of z. Measured on NPGAN/gaussians3 (README): off-manifold
-# 0.0036 -> 0.0006 with mode proportions unchanged; 8 candidates keep row acceptance ~1 - 0.25**8.
-DEFAULT_KEEP = 0.75
-PRIOR_DRAWS = 100_000  # prior draws behind a noise-side quantile (seeded: exports are reproducible)
-ACCEPT_ALL = float(np.finfo(np.float32).min)
+PRIOR_DRAWS = 100_000  # prior draws behind a fallback noise-side quantile (seeded: exports are reproducible)
+CONSTANTS_FILE = "rejection.npz"  # a rule's array constants, next to the model card
 
 
-# Discriminator rejection sampling (Azadi et al. 2019): a rule of the sampler, so every method
-# with a discriminator has it. Burn-in size and the percentile that sets gamma follow the paper.
-DRS_BURN_IN = 10_000
-DRS_PERCENTILE = 80  # gamma: this percentile of F over the burn-in (the paper's "dynamic" gamma)
-DRS_EPSILON = 1e-6
-SAMPLER_RULES = ("drs",)
-
-
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Rejection:
-    """A rule and the threshold its score must reach; ``how`` says where the threshold came from;
-    ``params`` holds a rule's own constants (DRS: the burn-in max logit and gamma)."""
+    """A rule, the threshold its score must reach and the constants it bakes into the graph;
+    ``how`` says where the threshold came from; ``calibration`` what target calibration found."""
 
     rule: str
     threshold: float
     candidates: int
     how: str
-    params: tuple = ()  # (name, value) pairs: hashable, and written to the model card as a dict
+    constants: dict = dataclasses.field(default_factory=dict)
+    calibration: Calibration | None = None
+
+    def card(self):
+        """The model card's ``rejection`` entry: scalars inline; arrays live in ``CONSTANTS_FILE``."""
+        scalars = {k: v for k, v in self.constants.items() if np.ndim(v) == 0}
+        arrays = sorted(k for k in self.constants if np.ndim(self.constants[k]) > 0)
+        entry = {"rule": self.rule, "threshold": self.threshold, "threshold_from": self.how, **scalars}
+        if arrays:
+            entry["constants_file"] = {"name": CONSTANTS_FILE, "arrays": arrays}
+        if self.calibration is not None:
+            entry["calibration"] = self.calibration.card()
+        return entry
+
+    def save_constants(self, directory):
+        arrays = {k: np.asarray(v) for k, v in self.constants.items() if np.ndim(v) > 0}
+        if arrays:
+            np.savez(os.path.join(directory, CONSTANTS_FILE), **arrays)
 
     @classmethod
-    def from_card(cls, card):
-        """The rejection a model card (``sampler.json``) records."""
-        rule = card["rejection"]
-        params = tuple((k, v) for k, v in rule.items() if k not in ("rule", "threshold", "threshold_from"))
-        return cls(rule["rule"], rule["threshold"], card["candidates"], rule["threshold_from"], params)
+    def load(cls, version_dir, card=None):
+        """The rejection an exported version records (its card and constants file)."""
+        if card is None:
+            with open(os.path.join(version_dir, "sampler.json"), encoding="utf-8") as f:
+                card = json.load(f)
+        entry = dict(card["rejection"])
+        constants = {k: v for k, v in entry.items()
+                     if k not in ("rule", "threshold", "threshold_from", "constants_file", "calibration")}
+        if "constants_file" in entry:
+            with np.load(os.path.join(version_dir, entry["constants_file"]["name"])) as arrays:
+                constants.update({k: arrays[k] for k in arrays.files})
+        return cls(entry["rule"], entry["threshold"], card["candidates"], entry["threshold_from"], constants)
 
 
-def calibrate(model, rule=None, candidates=DEFAULT_CANDIDATES, real=None, threshold=None,
-              quantile=DEFAULT_REAL_QUANTILE, keep=DEFAULT_KEEP):
-    """Choose the rejection for ``model``: its default rule unless given, and a threshold that is
-    explicit or calibrated: the discriminator rule at the ``quantile`` of D's logits on held-back
-    ``real`` data; the noise-side rules (truncation, router) so that a share ``keep`` of prior
-    draws passes."""
+def calibrate(model, rule=None, candidates=DEFAULT_CANDIDATES, real=None, threshold=None, judge=None,
+              target=calibration.DEFAULT_OUTLIER_TARGET, floor=calibration.DEFAULT_ROW_ACCEPTANCE):
+    """Choose the rejection for ``model``: its default rule unless given; the rule's constants fitted
+    on held-back ``real`` data; a threshold that is given, fixed by the rule's definition, calibrated
+    to ``target`` against ``judge`` (an ``OutlierJudge``), or else the rule's fallback."""
     rule = rule or model.default_rejection
-    if rule not in (*model.rejection_rules, *SAMPLER_RULES):
+    if rule not in model.rejection_rules:
         raise ValueError(f"method {model.method_name!r} has no rejection rule {rule!r}; "
-                         f"choose one of {', '.join((*model.rejection_rules, *SAMPLER_RULES))}")
+                         f"choose one of {', '.join(model.rejection_rules)}")
     if int(candidates) < 1:
         raise ValueError(f"candidates must be >= 1, got {candidates}")
-    if rule == "none":
-        return Rejection(rule, ACCEPT_ALL, int(candidates), "accepts every sample")
-    if threshold is None and rule in model.rejection_thresholds:  # a method's rule with a fixed threshold
-        value, how = model.rejection_thresholds[rule]
-        return Rejection(rule, float(value), int(candidates), how)
-    if rule == "drs":
-        return calibrate_drs(model, int(candidates), 0.0 if threshold is None else float(threshold))
+    candidates = int(candidates)
+    spec = get_rule(rule)
+    if spec.needs_real and real is None:
+        raise ValueError(f"rule {rule!r} needs held-back real data to fit on")
+    constants = spec.fit(model, real)
     if threshold is not None:
-        return Rejection(rule, float(threshold), int(candidates), "given")
-    if rule == "discriminator":
-        if real is None:
-            raise ValueError("the discriminator rule needs real data to calibrate its threshold (or --threshold)")
-        logits = model.discriminate(tf.constant(real, tf.float32)).numpy()
-        value = float(np.quantile(logits, quantile))
-        return Rejection(rule, value, int(candidates), f"{quantile:g} quantile of D's logits on {len(real)} real examples")
-    if rule in ("router", "truncation"):
-        if not 0.0 < keep <= 1.0:
-            raise ValueError(f"keep must be in (0, 1], got {keep}")
-        value = float(np.quantile(prior_scores(model, rule), 1.0 - keep))
-        return Rejection(rule, value, int(candidates), f"keeps {keep:g} of {PRIOR_DRAWS} prior draws")
-    raise ValueError(f"no default threshold for rule {rule!r}; pass one")
+        return Rejection(rule, float(threshold), candidates, "given", constants)
+    if spec.fixed_threshold is not None:
+        value, why = spec.fixed_threshold
+        return Rejection(rule, float(value), candidates, why, constants)
+    if judge is not None:
+        samples, generator, scores = calibration.candidate_draws(model, spec, constants)
+        found = calibration.choose_threshold(
+            scores, judge(samples), generator, model.config.num_generators, candidates=candidates,
+            matched=routes_by_noise(model), target=target, floor=floor)
+        how = (f"loosest threshold with served outliers <= {target:g} and row acceptance >= {floor:g} per "
+               f"generator on {found.draws} calibration draws" if found.target_met else
+               f"target {target:g} not reachable with row acceptance >= {floor:g}: fewest served outliers "
+               f"({found.expected_outlier_rate:.4g}) on {found.draws} calibration draws")
+        return Rejection(rule, found.threshold, candidates, how, constants, found)
+    value, why = spec.fallback_threshold(model, constants, _prior_scores(model, spec, constants),
+                                         None if real is None else _real_scores(model, spec, constants, real))
+    return Rejection(rule, float(value), candidates, why, constants)
 
 
-def calibrate_drs(model, candidates, threshold=0.0, burn_in=DRS_BURN_IN, percentile=DRS_PERCENTILE):
-    """DRS's constants from a burn-in of the model's own samples: D*_max, the largest logit seen,
-    and gamma, the ``percentile`` of F(x) (Azadi et al. 2019, section 3.2 and Algorithm 1)."""
-    logits = prior_scores(model, "discriminator", draws=burn_in)
-    d_max = float(logits.max())
-    gamma = float(np.percentile(drs_f(logits, d_max, 0.0), percentile))
-    return Rejection("drs", threshold, candidates, f"D*_max and gamma (percentile {percentile} of F) from "
-                     f"{burn_in} samples", params=(("d_max", d_max), ("gamma", gamma)))
+def _prior_scores(model, rule, constants, draws=PRIOR_DRAWS):
+    return calibration.candidate_draws(model, rule, constants, draws=draws, seed=12345, batch=10_000)[2]
 
 
-def drs_f(logits, d_max, gamma, xp=np):
-    """F(x) = D~(x) - D*_max - log(1 - exp(D~(x) - D*_max - eps)) - gamma (Azadi et al. 2019, Eq. 8).
-
-    sigmoid(F) is the acceptance probability. A logit above the burn-in's max is clipped to it
-    (accepted with the highest probability) rather than making the log undefined."""
-    shifted = xp.minimum(logits - d_max, 0.0)
-    return shifted - xp.log(1.0 - xp.exp(shifted - DRS_EPSILON)) - gamma
+def _real_scores(model, rule, constants, real):
+    """The rule's scores on real data (rules that score the sample, not the noise)."""
+    if rule.name != "discriminator":
+        return None
+    return model.discriminate(tf.constant(real, tf.float32)).numpy()
 
 
-def prior_scores(model, rule, draws=PRIOR_DRAWS, seed=12345):
-    """The rule's scores on ``draws`` samples of the model's own noise prior, in batches."""
-    scores = []
-    for start in range(0, draws, 10_000):
-        noise = model.sample_noise(10_000, tf.constant([seed, start], tf.int64))
-        samples = noise["z"] if rule == "truncation" else model.generate(noise)[0]  # truncation needs no samples
-        scores.append(model.rejection_score(rule, noise, samples).numpy())
-    return np.concatenate(scores)
+def routes_by_noise(model):
+    """Does the method's generator choice depend on z (so candidates are matched, not tied)?"""
+    return model.config.num_generators > 1 and not ties_choice(model)
+
+
+def ties_choice(model):
+    """The generator is drawn from ``u`` alone: a row's candidates can share it."""
+    return "u" in model.noise_spec() and not model.routing_uses_z
 
 
 class Sampler(tf.Module):
@@ -128,10 +144,10 @@ class Sampler(tf.Module):
         super().__init__(name="sampler")
         self.model = float32_model(model)
         self.rejection = rejection
-        self.noise_spec = model.noise_spec()
-        if rejection.rule == "drs":  # DRS accepts at random: one more uniform per candidate
-            self.noise_spec["accept_u"] = ((), "uniform01")
+        self.rule = get_rule(rejection.rule)
+        self.noise_spec = {**model.noise_spec(), **self.rule.extra_noise}
         self.candidates = rejection.candidates
+        self.tie_choice = ties_choice(model)
 
     # ------------------------------------------------------------------ signatures
     def noise_input_specs(self):
@@ -163,34 +179,33 @@ class Sampler(tf.Module):
 
     def from_noise(self, noise):
         m = self.candidates
+        if self.tie_choice:  # the row's generator: its first candidate's u, shared by all m
+            noise = {**noise, "u": tf.tile(noise["u"][:, :1], [1, m])}
         flat = {name: tf.reshape(value, [-1, *value.shape[2:]]) for name, value in noise.items()}
         samples, generator = self.model.generate(flat, training=False)
-        score = tf.reshape(self.candidate_scores(flat, samples), [-1, m])
-        passed = score >= rejection_threshold(self.rejection)
+        score = tf.reshape(self.candidate_scores(flat, samples, generator), [-1, m])
+        generator = tf.reshape(generator, [-1, m])
+        same_route = tf.equal(generator, generator[:, :1])  # always true when the choice is tied
+        passed = (score >= graph_constant(self.rejection.threshold)) & same_route
         accepted = tf.reduce_any(passed, axis=1)
         # First passing candidate: the count of leading failures (no argmax tie-breaking involved).
         leading_failures = tf.reduce_sum(tf.cast(tf.cumsum(tf.cast(passed, tf.int32), axis=1) == 0, tf.int32), axis=1)
-        pick = tf.where(accepted, leading_failures, tf.argmax(score, axis=1, output_type=tf.int32))
+        # No candidate passed: the best-scoring one of the row's own generator.
+        routed_score = tf.where(same_route, score, tf.fill(tf.shape(score), np.finfo(np.float32).min))
+        pick = tf.where(accepted, leading_failures, tf.argmax(routed_score, axis=1, output_type=tf.int32))
         chosen = tf.one_hot(pick, m, dtype=tf.float32)  # (B, m): a selection that converts to plain ONNX ops
         samples = tf.reshape(samples, [-1, m, *samples.shape[1:]])
         weights = tf.reshape(chosen, [-1, m] + [1] * (len(samples.shape) - 2))
         return {
             "samples": tf.reduce_sum(samples * weights, axis=1),
             "accepted": accepted,
-            "generator": tf.reduce_sum(tf.reshape(generator, [-1, m]) * tf.cast(chosen, tf.int32), axis=1),
+            "generator": tf.reduce_sum(generator * tf.cast(chosen, tf.int32), axis=1),
             "score": tf.reduce_sum(score * chosen, axis=1),
         }
 
-
-    def candidate_scores(self, noise, samples):
-        """The rule's score of each candidate; DRS's is F(x) - logit(u), which is >= 0 exactly
-        when a uniform u falls below the acceptance probability sigmoid(F(x))."""
-        if self.rejection.rule != "drs":
-            return self.model.rejection_score(self.rejection.rule, noise, samples)
-        params = dict(self.rejection.params)
-        logits = self.model.rejection_score("discriminator", noise, samples)
-        u = tf.clip_by_value(noise["accept_u"], 1e-7, 1.0 - 1e-7)
-        return drs_f(logits, params["d_max"], params["gamma"], xp=tf.math) - (tf.math.log(u) - tf.math.log(1.0 - u))
+    def candidate_scores(self, noise, samples, generator):
+        """The rule's score of each candidate, (B*m,)."""
+        return self.rule.score(self.model, self.rejection.constants, noise, samples, generator)
 
 
 def float32_model(model):
@@ -202,9 +217,3 @@ def float32_model(model):
     copy = type(model).from_config({**model.get_config(), "precision": "float32"})
     copy.set_weights(model.get_weights())
     return copy
-
-
-def rejection_threshold(rejection):
-    # Made inside the traced function, so it is a graph constant rather than a captured tensor,
-    # which tf2onnx would turn into an extra model input.
-    return tf.constant(rejection.threshold, tf.float32)

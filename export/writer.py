@@ -8,13 +8,16 @@
 The version is built in a hidden temporary directory under BASE and renamed into place, so a
 server polling BASE never sees half a model and an interrupted export leaves no version behind.
 """
+import dataclasses
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import tensorflow as tf
 
+from tfgan_mix.export import calibration
 from tfgan_mix.export.sampler import DEFAULT_CANDIDATES, Sampler, calibrate, float32_model
 
 FORMATS = ("savedmodel", "onnx")
@@ -22,6 +25,7 @@ ONNX_OPSET = 17
 CARD_FILE = "sampler.json"
 ONNX_FILE = "model.onnx"
 CARD_SAMPLES = 5000
+CARD_BATCH = 1000  # rows per sampler call while measuring (bounds the k-NN rule's (rows*m, balls) matrix)
 
 
 def next_version(base):
@@ -31,22 +35,33 @@ def next_version(base):
 
 
 def export_run(run_dir, base, *, version=None, formats=FORMATS, rule=None, candidates=DEFAULT_CANDIDATES,
-               threshold=None, heldout=None):
+               threshold=None, heldout=None, target=calibration.DEFAULT_OUTLIER_TARGET,
+               floor=calibration.DEFAULT_ROW_ACCEPTANCE):
     """Export the run in ``run_dir`` to ``base/<version>``; returns that path.
 
-    ``heldout`` (a ``tfgan_mix.data.Dataset`` not used for training) calibrates the discriminator
-    rule and gives the card's measured figures; by default a fresh draw of the run's dataset.
+    ``heldout``: three ``tfgan_mix.data.Dataset`` parts not used by each other, (fit, calibrate,
+    measure): the rule's constants are fitted on the first, its threshold calibrated to the outlier
+    ``target`` against the second, and the card's figures measured against the third. By default
+    fresh draws of the run's generated dataset, or three disjoint parts of a fixed one.
     """
     from tfgan_mix.training.train import load_run, read_run_info
 
     formats = _check_formats(formats)
     if version is not None and int(version) < 1:
         raise ValueError(f"version must be a positive integer, got {version}")
+    if version is not None and os.path.exists(os.path.join(base, str(int(version)))):
+        raise FileExistsError(f"{os.path.join(base, str(int(version)))} already exists; versions are immutable, "
+                              "choose another --version")
     model = float32_model(load_run(run_dir))  # calibrate on what is exported
-    if heldout is None:
-        heldout = _heldout_data(read_run_info(run_dir))
-    rejection = calibrate(model, rule, candidates, real=heldout.x[:CARD_SAMPLES], threshold=threshold)
+    fit_part, calibrate_part, measure_part = heldout or heldout_parts(read_run_info(run_dir))
+    rejection = calibrate(model, rule, candidates, real=fit_part.x, threshold=threshold,
+                          judge=calibration.OutlierJudge(calibrate_part), target=target, floor=floor)
     sampler = Sampler(model, rejection)
+    card = model_card(sampler, measure_part, formats)
+    if rejection.calibration is not None and not rejection.calibration.target_met:
+        print(f"warning: {model.method_name}: outlier target {target:g} not met with row acceptance >= {floor:g}; "
+              f"served outlier rate measured {card['measured']['accepted']['outlier_rate']:.4g} "
+              "(see the model card)", file=sys.stderr)
 
     version = int(version) if version is not None else next_version(base)
     final = os.path.join(base, str(version))
@@ -61,9 +76,9 @@ def export_run(run_dir, base, *, version=None, formats=FORMATS, rule=None, candi
             write_savedmodel(sampler, tmp)
         if "onnx" in formats:
             write_onnx(sampler, os.path.join(tmp, ONNX_FILE))
-        card = model_card(sampler, heldout, formats)
+        rejection.save_constants(tmp)
         with open(os.path.join(tmp, CARD_FILE), "w", encoding="utf-8") as f:
-            json.dump(card, f, indent=2)
+            json.dump({**card, "formats": list(formats)}, f, indent=2)
         os.rename(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -86,24 +101,45 @@ def write_onnx(sampler, path):
                                   output_path=path)
 
 
-def model_card(sampler, heldout, formats):
-    """What a client needs to feed the ONNX inputs, and the rejection's measured effect."""
+def serve_rows(sampler, rows, seed_offset=0, batch=CARD_BATCH):
+    """``rows`` sampler rows from seeds ``seed_offset ..``, in batches: numpy outputs dict."""
+    draw = tf.function(sampler.from_seed)  # eager map_fn over rows is slow and memory-hungry
+    parts = [draw(tf.range(start, min(start + batch, rows), dtype=tf.int64) + seed_offset)
+             for start in range(0, rows, batch)]
+    return {k: np.concatenate([p[k].numpy() for p in parts]) for k in parts[0]}
+
+
+def measure_sampler(sampler, heldout, rows=CARD_SAMPLES):
+    """Raw generator against served rows on ``heldout``: outlier rate, k-NN precision/recall, mode
+    shares and coverage where modes are known, acceptance and the generator shares."""
     from tfgan_mix import metrics as M
 
-    model, rejection = sampler.model, sampler.rejection
-    seeds = tf.range(CARD_SAMPLES, dtype=tf.int64)
-    out = {k: v.numpy() for k, v in sampler.from_seed(seeds).items()}
-    raw, _ = model.sample(CARD_SAMPLES, seed=10_000)  # the generator without rejection
+    model = sampler.model
+    judge = calibration.OutlierJudge(heldout)
+    out = serve_rows(sampler, rows)
+    raw, raw_generator = model.sample(rows, seed=10_000)  # the generator without rejection
     accepted = out["samples"][out["accepted"]]
-    measured = {"num_requests": CARD_SAMPLES, "acceptance_rate": float(out["accepted"].mean()),
-                "evaluated_on": heldout.name}
-    if heldout.centres is not None:
-        measure = lambda s: M.off_manifold_rate(_flat(s), _flat(heldout.x), heldout.labels, _flat(heldout.centres))  # noqa: E731
-        measured.update(off_manifold_rate_raw=measure(raw), off_manifold_rate_accepted=_if_any(measure, accepted))
+    k = model.config.num_generators
+    measured = {
+        "rows": rows, "accepted_rows": int(out["accepted"].sum()), "acceptance_rate": float(out["accepted"].mean()),
+        "evaluated_on": f"{heldout.name} ({len(heldout.x)} held-back examples)",
+        "outlier_definition": judge.definition,
+        "raw": calibration.fidelity(raw, heldout, judge),
+        "accepted": calibration.fidelity(accepted, heldout, judge),
+        "generator_shares_raw": M.generator_usage(raw_generator, k).tolist(),
+        "generator_shares_accepted": M.generator_usage(out["generator"][out["accepted"]], k).tolist()
+        if len(accepted) else None,
+    }
     if heldout.name == "parabolas":
         gap = lambda s: M.coverage_gap(heldout.x, s, M.PAPER_COVERAGE_EPSILON)  # noqa: E731
         measured.update(uncovered_share_raw=gap(raw), uncovered_share_accepted=_if_any(gap, accepted),
                         coverage_epsilon=M.PAPER_COVERAGE_EPSILON)
+    return measured
+
+
+def model_card(sampler, heldout, formats):
+    """What a client needs to feed the ONNX inputs, and the rejection's measured effect."""
+    model, rejection = sampler.model, sampler.rejection
     return {
         "method": model.method_name,
         "num_generators": model.config.num_generators,
@@ -117,10 +153,11 @@ def model_card(sampler, heldout, formats):
         ],
         "outputs": {"samples": ["batch", *model.config.data_shape], "accepted": ["batch"], "generator": ["batch"],
                     "score": ["batch"]},
-        "rejection": {"rule": rejection.rule, "threshold": rejection.threshold, "threshold_from": rejection.how,
-                      **dict(rejection.params)},
+        "rejection": rejection.card(),
+        "routing": "tied: a row's candidates share its generator" if sampler.tie_choice else
+                   "matched: a candidate counts only when it routes to the row's first candidate's generator",
         "seed_signature": "serving_default: seed int64 (batch,); row r draws model noise with stateless seed [seed_r, 0]",
-        "measured": measured,
+        "measured": measure_sampler(sampler, heldout),
     }
 
 
@@ -133,11 +170,22 @@ def _describe(distribution):
     return {"uniform": "uniform(-1, 1)", "normal": "normal(0, 1)", "uniform01": "uniform(0, 1)"}[distribution]
 
 
-def _heldout_data(info):
-    from tfgan_mix.data import load_dataset
+def heldout_parts(info, parts=3):
+    """Three held-back parts for fitting, calibrating and measuring: independent draws of a
+    generated dataset (seeds after the run's), or disjoint thirds of a fixed one."""
+    from tfgan_mix.data import load_dataset, toy
 
-    # Generated datasets give an independent draw with another seed; fixed ones give themselves back.
-    return load_dataset(info["data"], seed=int(info.get("seed", 0)) + 1)
+    seed = int(info.get("seed", 0))
+    if info["data"] in toy.DATASETS:
+        return tuple(load_dataset(info["data"], seed=seed + 1 + i) for i in range(parts))
+    data = load_dataset(info["data"], seed=seed)
+    order = np.random.default_rng(seed + 1).permutation(len(data.x))
+    return tuple(_subset(data, index) for index in np.array_split(order, parts))
+
+
+def _subset(data, index):
+    index = np.sort(index)
+    return dataclasses.replace(data, x=data.x[index], labels=None if data.labels is None else data.labels[index])
 
 
 def _check_formats(formats):
@@ -146,8 +194,3 @@ def _check_formats(formats):
     if unknown or not formats:
         raise ValueError(f"unknown export format(s) {unknown}; choose from {', '.join(FORMATS)}")
     return formats
-
-
-def _flat(x):
-    x = np.asarray(x, dtype=np.float64)
-    return x.reshape(len(x), -1)

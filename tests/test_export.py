@@ -16,6 +16,7 @@ from conftest import tiny_options
 import tfgan_mix
 from tfgan_mix.data import Dataset
 from tfgan_mix.export import writer
+from tfgan_mix.export.rules import drs_f, get_rule
 from tfgan_mix.export.sampler import Sampler, calibrate
 from tfgan_mix.training.train import build_model
 
@@ -39,8 +40,8 @@ def _middle_threshold(sampler, noise):
     quantiles: some rows pass and some fail, and no score sits within float error of the threshold
     (one that did could pass in one runtime and fail in another)."""
     flat = {k: tf.reshape(v, [-1, *v.shape[2:]]) for k, v in noise.items()}
-    samples, _ = sampler.model.generate(flat)
-    scores = np.sort(sampler.candidate_scores(flat, samples).numpy())
+    samples, generator = sampler.model.generate(flat)
+    scores = np.sort(sampler.candidate_scores(flat, samples, generator).numpy())
     low, high = len(scores) // 2, int(0.9 * len(scores))
     i = low + int(np.argmax(np.diff(scores[low:high + 1])))
     return float((scores[i] + scores[i + 1]) / 2)
@@ -52,7 +53,7 @@ def test_keras_savedmodel_and_onnx_agree(method, tmp_path):
     seeds = tf.range(64, dtype=tf.int64)
     noise = sampler.candidate_noise(seeds)
     # Re-calibrate so the rule really rejects some candidates: the parity must cover both branches.
-    sampler = Sampler(sampler.model, calibrate(sampler.model, sampler.rejection.rule, CANDIDATES,
+    sampler = Sampler(sampler.model, calibrate(sampler.model, sampler.rejection.rule, CANDIDATES, real=_points().x,
                                                threshold=_middle_threshold(sampler, noise)))
     _assert_runtimes_agree(sampler, noise, seeds, tmp_path)
 
@@ -92,19 +93,30 @@ def test_sampler_rules_agree_across_runtimes(rule, tmp_path):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_each_row_returns_its_first_passing_candidate(method):
+    """A row returns its first candidate that passes and routes to the row's generator; with none,
+    its best-scoring candidate of that generator, not accepted."""
     sampler = _sampler(method, rule="truncation", threshold=-0.5)
     z = np.zeros((3, CANDIDATES, 8), np.float32)
-    z[0, :, 0] = [0.9, 0.8, 0.1, 0.2]  # first within radius 0.5: candidate 2
-    z[1, :, 0] = [0.9, 0.9, 0.9, 0.9]  # none: best score, candidate 0 (ties -> first)
+    z[0, :, 0] = [0.9, 0.8, 0.1, 0.2]  # within radius 0.5: candidates 2 and 3
+    z[1, :, 0] = [0.9, 0.9, 0.9, 0.9]  # none
     z[2, :, 0] = [0.3, 0.9, 0.9, 0.9]  # candidate 0
     noise = {"z": tf.constant(z)}
     if "u" in sampler.noise_spec:
-        noise["u"] = tf.fill([3, CANDIDATES], 0.5)
+        noise["u"] = tf.constant(np.random.default_rng(0).uniform(size=(3, CANDIDATES)), tf.float32)
     out = sampler.from_noise(noise)
-    np.testing.assert_array_equal(out["accepted"].numpy(), [True, False, True])
-    np.testing.assert_allclose(out["score"].numpy(), [-0.1, -0.9, -0.3], rtol=1e-6)
-    single = {k: v[:, 2] for k, v in noise.items()}
-    np.testing.assert_allclose(out["samples"].numpy()[0], sampler.model.generate(single)[0].numpy()[0], rtol=1e-6)
+    if sampler.tie_choice:
+        noise["u"] = tf.tile(noise["u"][:, :1], [1, CANDIDATES])
+    flat = {k: tf.reshape(v, [-1, *v.shape[2:]]) for k, v in noise.items()}
+    samples, generator = (t.numpy().reshape(3, CANDIDATES, -1) for t in sampler.model.generate(flat))
+    same_route = generator[:, :, 0] == generator[:, :1, 0]
+    passed = (-np.linalg.norm(z, axis=-1) >= -0.5) & same_route
+    expected_pick = [int(np.argmax(row)) if row.any() else int(np.argmax(np.where(r, -np.linalg.norm(zr, axis=-1), -9)))
+                     for row, r, zr in zip(passed, same_route, z)]
+    np.testing.assert_array_equal(out["accepted"].numpy(), passed.any(axis=1))
+    picked = samples[np.arange(3), expected_pick]
+    np.testing.assert_allclose(out["samples"].numpy().reshape(3, -1), picked, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out["generator"].numpy(), generator[:, 0, 0])
+    assert out["accepted"].numpy()[1] == False  # noqa: E712
 
 
 def test_same_seed_same_sample():
@@ -120,35 +132,43 @@ def test_unknown_rule_and_bad_candidates_are_named():
         calibrate(model, "partition")
     with pytest.raises(ValueError, match="candidates must be >= 1"):
         calibrate(model, "none", 0)
-    with pytest.raises(ValueError, match="needs real data"):
+    with pytest.raises(ValueError, match="needs held-back data"):
         calibrate(model, "discriminator")
+    with pytest.raises(ValueError, match="needs held-back real data"):
+        calibrate(model, "manifold")
 
 
 @pytest.mark.parametrize("rule", ["truncation", "router"])
-def test_noise_side_rules_keep_the_calibrated_share_of_the_prior(rule):
-    """Calibrated on one set of prior draws, the threshold passes ~``keep`` of fresh draws."""
+def test_noise_side_rules_fall_back_to_keeping_three_quarters_of_the_prior(rule):
+    """Without held-back data to calibrate on, the threshold passes ~3/4 of fresh prior draws
+    (paper 004, section IV-D)."""
     model = build_model("npgan", tiny_options("npgan"))
-    rejection = calibrate(model, rule, keep=0.6)
-    assert rejection.rule == rule and "keeps 0.6" in rejection.how
+    rejection = calibrate(model, rule)
+    assert rejection.rule == rule and "keeps 0.75" in rejection.how
     noise = model.sample_noise(20_000, tf.constant([999, 1], tf.int64))
-    score = model.rejection_score(rule, noise, model.generate(noise)[0]).numpy()
-    assert abs(np.mean(score >= rejection.threshold) - 0.6) < 0.02
-    with pytest.raises(ValueError, match="keep must be in"):
-        calibrate(model, rule, keep=0.0)
+    samples, generator = model.generate(noise)
+    score = get_rule(rule).score(model, {}, noise, samples, generator).numpy()
+    assert abs(np.mean(score >= rejection.threshold) - 0.75) < 0.02
 
 
-def test_default_rule_is_truncation_keeping_three_quarters():
+def test_default_rule_is_the_knn_manifold_of_held_back_data():
+    """Balls of radius r_j (3rd nearest real neighbour) around held-back points: a point at a
+    ball's centre scores 0, one far outside every ball is rejected at the fallback threshold -1."""
     model = build_model("npgan", tiny_options("npgan"))
-    rejection = calibrate(model)
-    assert rejection.rule == "truncation" and "keeps 0.75" in rejection.how
-    z = model.sample_noise(20_000, tf.constant([7, 7], tf.int64))["z"].numpy()
-    assert abs(np.mean(np.linalg.norm(z, axis=1) <= -rejection.threshold) - 0.75) < 0.02
+    real = _points().x
+    rejection = calibrate(model, real=real)
+    assert rejection.rule == "manifold" and rejection.threshold == -1.0
+    centres, radii = rejection.constants["centres"], rejection.constants["radii"]
+    assert centres.shape == (500, 2) and radii.shape == (500,)
+    expected = np.sort(np.linalg.norm(real[:, None] - real[None], axis=-1), axis=1)[:, 3]
+    np.testing.assert_allclose(np.sort(radii), np.sort(expected), rtol=1e-5)
+    points = tf.constant([real[0], [40.0, 40.0]], tf.float32)
+    score = get_rule("manifold").score(model, rejection.constants, {}, points, None).numpy()
+    assert score[0] == pytest.approx(0.0, abs=1e-3) and score[1] < -1.0
 
 
 def test_drs_score_is_the_papers_f_against_a_uniform():
     """Azadi et al. 2019, Eq. 8, on hand-computed values, and DRS parity across runtimes."""
-    from tfgan_mix.export.sampler import drs_f
-
     logits = np.array([-2.0, 0.0, 1.0, 3.0])
     expected = [-3.0 - np.log(1 - np.exp(-3.0 - 1e-6)) - 0.5, -1.0 - np.log(1 - np.exp(-1.0 - 1e-6)) - 0.5,
                 0.0 - np.log(1 - np.exp(-1e-6)) - 0.5, 0.0 - np.log(1 - np.exp(-1e-6)) - 0.5]  # 3.0 clipped to max
@@ -156,16 +176,16 @@ def test_drs_score_is_the_papers_f_against_a_uniform():
 
     model = build_model("npgan", tiny_options("npgan"))
     rejection = calibrate(model, "drs", CANDIDATES)
-    params = dict(rejection.params)
+    params = rejection.constants
     assert rejection.threshold == 0.0 and set(params) == {"d_max", "gamma"}
     sampler = Sampler(model, rejection)
     assert "accept_u" in sampler.noise_spec
     noise = sampler.candidate_noise(tf.range(200, dtype=tf.int64))
     flat = {k: tf.reshape(v, [-1, *v.shape[2:]]) for k, v in noise.items()}
-    samples, _ = model.generate(flat)
+    samples, generator = model.generate(flat)
     f = drs_f(model.discriminate(samples).numpy(), params["d_max"], params["gamma"])
     u = flat["accept_u"].numpy()
-    passed = (sampler.candidate_scores(flat, samples).numpy() >= 0).reshape(-1, CANDIDATES)
+    passed = (sampler.candidate_scores(flat, samples, generator).numpy() >= 0).reshape(-1, CANDIDATES)
     np.testing.assert_array_equal(passed, (u < 1 / (1 + np.exp(-f))).reshape(-1, CANDIDATES))
     # gamma at the 80th percentile of F: a candidate passes with probability mean(sigmoid(F)).
     assert abs(passed.mean() - np.mean(1 / (1 + np.exp(-f)))) < 0.05
@@ -194,10 +214,15 @@ def test_export_writes_numbered_versions_with_a_model_card(run_dir, tmp_path):
     assert card["method"] == "npgan" and card["num_generators"] == 3
     assert [i["name"] for i in card["noise_inputs"]] == ["z", "u"]
     assert card["noise_inputs"][0]["shape"] == [None, card["candidates"], 4]
-    assert card["rejection"]["rule"] == "truncation"  # the default, calibrated on prior draws
+    assert card["rejection"]["rule"] == "manifold"  # the default, calibrated to the outlier target
+    assert card["rejection"]["constants_file"] == {"name": "rejection.npz", "arrays": ["centres", "radii"]}
+    calibration = card["rejection"]["calibration"]
+    assert calibration["outlier_target"] == 0.001 and calibration["row_acceptance_floor"] == 0.99
     measured = card["measured"]
-    assert 0 <= measured["acceptance_rate"] <= 1 and 0 <= measured["off_manifold_rate_raw"] <= 1
-    assert measured["off_manifold_rate_accepted"] is None or 0 <= measured["off_manifold_rate_accepted"] <= 1
+    assert measured["rows"] == writer.CARD_SAMPLES and "off-manifold" in measured["outlier_definition"]
+    assert measured["accepted_rows"] == round(measured["acceptance_rate"] * measured["rows"])
+    assert set(measured["raw"]) >= {"outlier_rate", "precision", "recall", "mode_tv", "modes_covered"}
+    assert sum(measured["generator_shares_raw"]) == pytest.approx(1.0)
     assert os.path.exists(base / "1" / "model.onnx") and not os.path.exists(base / "2" / "model.onnx")
     assert json.loads((base / "2" / writer.CARD_FILE).read_text())["rejection"]["rule"] == "router"
 
@@ -278,3 +303,41 @@ def test_sample_command_keeps_only_accepted_samples(run_dir, tmp_path, capsys, t
     assert ball - 0.06 < rate < ball + 0.06
     samples = np.load(out)
     assert samples.shape == (300, 2) and np.all(np.isfinite(samples))
+
+
+@pytest.mark.parametrize("target", ["savedmodel", "onnx"])
+def test_sample_writes_exactly_n_samples_that_each_passed(run_dir, tmp_path, capsys, target):
+    """The k-NN rule at a tight radius rejects many candidates (1 per row): every written sample
+    lies inside the manifold the graph holds, recomputed here from the version's constants."""
+    from tfgan_mix.export.rules import ball_ratio
+    from tfgan_mix.training import cli
+
+    from tfgan_mix.training.train import load_run
+
+    base = tmp_path / "base"
+    first = writer.export_run(run_dir, str(base), rule="manifold", formats="onnx")
+    with np.load(os.path.join(first, "rejection.npz")) as npz:
+        balls = dict(npz)
+    ratio = ball_ratio(load_run(run_dir).sample(2000, seed=1)[0], balls["centres"], balls["radii"])
+    radius = float(np.quantile(ratio, 0.4))  # a radius that rejects ~60% of raw samples
+    writer.export_run(run_dir, str(base), rule="manifold", threshold=-radius, candidates=1, version=2)
+    source = base / "2" / "model.onnx" if target == "onnx" else base / "2"
+    out = tmp_path / "s.npy"
+    assert cli.main(["sample", str(source), "-n", "700", "--out", str(out)]) == 0
+    rate = float(capsys.readouterr().out.split("acceptance rate ")[1].split()[0])
+    assert 0.2 < rate < 0.6, "the test needs a rule that rejects"
+    samples = np.load(out)
+    assert samples.shape == (700, 2)
+    assert np.all(ball_ratio(samples, balls["centres"], balls["radii"]) <= radius + 1e-4)
+
+
+def test_sample_fails_without_a_file_when_acceptance_is_too_low(run_dir, tmp_path, capsys):
+    from tfgan_mix.training import cli
+
+    base = tmp_path / "base"
+    writer.export_run(run_dir, str(base), rule="manifold", threshold=0.5, candidates=1, formats="onnx")  # nothing passes
+    out = tmp_path / "s.npy"
+    assert cli.main(["sample", str(base / "1" / "model.onnx"), "-n", "20", "--out", str(out)]) == 1
+    assert "only 0 of 20 samples accepted" in capsys.readouterr().err
+    assert not out.exists() and os.listdir(tmp_path / "base" / "1")  # nothing half-written next to it
+    assert not [f for f in os.listdir(tmp_path) if f.startswith("s.npy")]

@@ -46,7 +46,7 @@ def test_train_export_serve_and_request_over_rest_and_grpc(tmp_path):
     assert os.path.isdir(os.path.join(base, "1")), printed
     card = json.loads(open(os.path.join(base, "1", "sampler.json")).read())
     threshold = card["rejection"]["threshold"]
-    assert card["rejection"]["rule"] == "truncation"
+    assert card["rejection"]["rule"] == "manifold"  # the default: k-NN balls of held-back data
 
     server = subprocess.Popen(_cli("serve", base, "--port", "0", "--grpc-port", "0"), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
@@ -56,11 +56,12 @@ def test_train_export_serve_and_request_over_rest_and_grpc(tmp_path):
         request = urllib.request.Request(f"http://127.0.0.1:{rest_port}/v1/models/sampler:predict", body)
         with urllib.request.urlopen(request, timeout=60) as response:
             rows = json.loads(response.read())["predictions"]
-        assert len(rows) == 50 and all(row["accepted"] for row in rows)
-        assert all(row["score"] >= threshold - 1e-6 for row in rows), "a served sample failed the rule"
+        accepted = [row for row in rows if row["accepted"]]
+        assert len(rows) == 50 and len(accepted) >= 45  # calibration keeps each generator's rows >= 99% accepted
+        assert all(row["score"] >= threshold - 1e-6 for row in accepted), "a served sample failed the rule"
 
         printed = _run([sys.executable, "-m", "tfgan_mix.serving.grpc_client", "--port", str(grpc_port), "-n", "5"])
-        assert "accepted 5/5" in printed
+        assert re.search(r"accepted [45]/5", printed), printed
         first = re.search(r"seed 0: accepted=True generator=(\d) score=(-?[\d.]+) sample=\[(.*)\]", printed)
         assert first, printed
         np.testing.assert_allclose([float(v) for v in first.group(3).split()], rows[0]["samples"], atol=1e-3)

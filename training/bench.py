@@ -115,20 +115,22 @@ class Bench:
         losses = {k: float(v[-1]) for k, v in history.history.items() if k != "learning_rate" and v}
         return model, losses
 
-    def samples(self, model, heldout, seed):
+    def samples(self, model, data, seed):
         """(raw samples, accepted samples, acceptance, rule) for ``profile.samples`` draws; the
-        rejection is calibrated on ``heldout`` data, as ``export`` calibrates it."""
+        rejection is fitted and calibrated as ``export`` does, on two draws of ``data`` that are
+        neither the training draw nor each other."""
+        from tfgan_mix.export.calibration import OutlierJudge
         from tfgan_mix.export.sampler import Sampler, calibrate, float32_model
 
         n = self.profile.samples
         raw, _ = model.sample(n, seed=10_000 + seed)
         model = float32_model(model)
-        rejection = calibrate(model, real=heldout[:5000])
+        rejection = calibrate(model, real=self.dataset(data, seed=1).x, judge=OutlierJudge(self.dataset(data, seed=3)))
         sampler = Sampler(model, rejection)
         draw = tf.function(sampler.from_seed)
         kept, accepted = [], []
-        for start in range(0, n, 4096):
-            out = draw(tf.range(start, min(n, start + 4096), dtype=tf.int64) + 1_000_000 * (seed + 1))
+        for start in range(0, n, 1024):
+            out = draw(tf.range(start, min(n, start + 1024), dtype=tf.int64) + 1_000_000 * (seed + 1))
             accepted.append(out["accepted"].numpy())
             kept.append(out["samples"].numpy()[accepted[-1]])
         accepted = np.concatenate(accepted)
@@ -142,8 +144,7 @@ class Bench:
         for seed in seeds:
             try:
                 model, losses = self.train(run, seed)
-                heldout = self.dataset(run.data or _preset_data(run.preset), seed=1)  # not the training draw
-                raw, kept, acceptance, rule = self.samples(model, heldout.x, seed)
+                raw, kept, acceptance, rule = self.samples(model, run.data or _preset_data(run.preset), seed)
                 measured = {key: measure(samples, model) if len(samples) else {}
                             for key, samples in (("raw", raw), ("rejected", kept))}
             except Exception as error:  # noqa: BLE001 - one failed run is reported, not the whole bench lost

@@ -134,15 +134,17 @@ def cmd_sample(args):
             raise FileNotFoundError(f"{source} does not exist")
         request = client.onnx_requester(source, args.seed) if source.endswith(".onnx") \
             else client.savedmodel_requester(source, args.seed)
-        samples, rate = client.accepted_samples(request, args.n)
+        try:
+            rate = client.write_accepted(request, args.n, args.out)
+        except client.LowAcceptance as error:
+            print(f"tfgan-mix sample: error: {error}", file=sys.stderr)
+            return 1
         print(f"acceptance rate {rate:.4f}")
-        if len(samples) < args.n:
-            print(f"only {len(samples)} of {args.n} samples passed rejection within "
-                  f"{client.MAX_ROUNDS} rounds", file=sys.stderr)
-    else:
-        from tfgan_mix.training.train import load_run
+        print(f"wrote {args.n} accepted samples to {args.out}")
+        return 0
+    from tfgan_mix.training.train import load_run
 
-        samples, _ = load_run(source).sample(args.n, seed=args.seed)
+    samples, _ = load_run(source).sample(args.n, seed=args.seed)
     _save_npy(samples, args.out)
     print(f"wrote {len(samples)} samples of shape {samples.shape[1:]} to {args.out}")
 
@@ -161,7 +163,8 @@ def cmd_export(args):
     from tfgan_mix.export.writer import export_run
 
     path = export_run(args.run_dir, args.out, version=args.version, formats=args.formats, rule=args.reject,
-                      candidates=args.candidates, threshold=args.threshold)
+                      candidates=args.candidates, threshold=args.threshold, target=args.outlier_target,
+                      floor=args.row_acceptance)
     with open(os.path.join(path, "sampler.json"), encoding="utf-8") as f:
         card = json.load(f)
     print(f"exported {card['method']} to {path} ({', '.join(card['formats'])})")
@@ -277,6 +280,8 @@ def parse_options(config_path, assignments):
 def _fmt(value):
     if value is None:
         return "n/a"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
     if isinstance(value, list):
         return "[" + ", ".join(f"{v:.3f}" for v in value) + "]"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
@@ -290,6 +295,13 @@ def _positive_int(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _unit_fraction(text):
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
     return value
 
 
@@ -349,10 +361,14 @@ def _parser():
     p.add_argument("--out", required=True, help="base directory; the version goes to BASE/<version>/")
     p.add_argument("--version", type=_positive_int, help="default: the next free integer")
     p.add_argument("--formats", default="savedmodel,onnx", help="comma-separated: savedmodel, onnx")
-    p.add_argument("--reject", help="rejection rule (default: the method's): none, discriminator, router, "
-                                    "truncation, drs, or a method's own")
+    p.add_argument("--reject", help="rejection rule (default: the method's): none, manifold, discriminator, drs, router, "
+                                    "truncation, or a method's own")
     p.add_argument("--candidates", type=_positive_int, default=8, help="candidates drawn per output row")
     p.add_argument("--threshold", type=float, help="accept when the rule's score reaches this (default: calibrated)")
+    p.add_argument("--outlier-target", type=_unit_fraction, default=0.001,
+                   help="calibrate the threshold so at most this share of served samples are outliers")
+    p.add_argument("--row-acceptance", type=_unit_fraction, default=0.99,
+                   help="while keeping at least this share of each generator's rows accepted")
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("serve", help="serve exported versions over TF Serving's REST and gRPC APIs")

@@ -9,13 +9,12 @@ A method is a config dataclass plus a subclass that overrides a few small hooks:
     fake_logits(noise)           D's adversarial logits on the fakes (NPGAN mixes K of them)
     discriminator_losses(step)   {name: per-example loss (B,)} for the discriminator player
     generator_losses(step)       {name: per-example loss (B,)} for the generator player (and routers)
-    rejection_score(rule, ...)   per-sample score of an outlier-rejection rule for the exported sampler
 
 The base sums each player's terms, averages over the *global* batch, applies the gradients and
 logs every term as a ``keras.metrics.Mean``. Method differences live in hooks and class
 attributes, never in ``isinstance`` branches here.
 
-Distribution rules (see DESIGN.md section 2), enforced here once for all methods:
+Distribution rules (docs/ARCHITECTURE.md, "Distribution rules"), enforced here once for all methods:
 * per-example losses are averaged with ``tf.nn.compute_average_loss`` over the global batch,
   because gradients are summed across replicas;
 * noise is a stateless function of (seed, step, global example index): every replica draws the
@@ -121,9 +120,10 @@ class MixtureGAN(keras.Model):
     max_generators = None  # e.g. 1 for single-generator methods
     discriminator_outputs = 1  # > 1 adds auxiliary heads on the discriminator trunk
     equal_generator_usage = False  # True: generators are used equally by design (uniform choice, balanced gate)
-    rejection_rules = ("none", "discriminator", "router", "truncation")
-    default_rejection = "truncation"  # measured: the rule that cleans NPGAN without skewing modes (README)
-    rejection_thresholds = {}  # rule -> (threshold, why) for a method's own rules with a fixed threshold
+    routing_uses_z = False  # True: the generator choice depends on z (a noise prior, a gate on z)
+    # Outlier-rejection rules of the exported sampler (export/rules.py), by name; methods add their own.
+    rejection_rules = ("none", "manifold", "discriminator", "drs", "router", "truncation")
+    default_rejection = "manifold"  # measured against the others in README, "Choosing the rejection rule"
 
     def __init__(self, name=None, **options):
         config = self._make_config(options)
@@ -281,34 +281,11 @@ class MixtureGAN(keras.Model):
     def generator_losses(self, step):
         return {"g_adv": self.loss_family.generator(self.fake_logits(step.noise))}
 
-    # ------------------------------------------------------------------ outlier rejection (hook)
-    def rejection_score(self, rule, noise, samples):
-        """Per-candidate score for the exported sampler's rejection ``rule``; higher is better and a
-        candidate is accepted when its score reaches the rule's threshold. (N,) out.
-
-        * ``none``: every candidate passes.
-        * ``discriminator``: D's adversarial logit (threshold calibrated on held-back real data).
-        * ``router``: the router's confidence max_i p(G_i | z) (low near partition boundaries).
-        * ``truncation``: minus the L2 norm of z: paper 004 (section IV-D) drops "the least likely
-          25%" of z at sampling. For a uniform prior no z is less likely, but the largest-norm draws
-          are still the ones mapped to a generator's extremes, where its off-manifold samples are.
-
-        Methods with their own rule (e.g. a partition check) extend ``rejection_rules`` and this.
-        """
-        if rule == "none":
-            return tf.zeros([tf.shape(samples)[0]])
-        if rule == "discriminator":
-            return self.discriminate(samples)
-        if rule == "router":
-            return tf.reduce_max(self.route(noise), axis=-1)
-        if rule == "truncation":
-            return -tf.norm(noise["z"], axis=-1)
-        raise ValueError(f"method {self.method_name!r} has no rejection rule {rule!r}; choose one of {self.rejection_rules}")
-
     # ------------------------------------------------------------------ Keras plumbing
     def call(self, inputs, training=False):
         """Noise in (a dict as ``noise_spec`` describes, or just z), samples out."""
-        noise = inputs if isinstance(inputs, dict) else {"z": inputs, "u": tf.fill([tf.shape(inputs)[0]], 0.5)}
+        # Just z: the generator is drawn as in sampling (a fixed u would always pick one generator).
+        noise = inputs if isinstance(inputs, dict) else {"z": inputs, "u": tf.random.uniform([tf.shape(inputs)[0]])}
         samples, index = self.generate(noise, training=training)
         return {"samples": samples, "generator": index}
 

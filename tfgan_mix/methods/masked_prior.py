@@ -193,20 +193,12 @@ class PriorResamplingGAN(MixtureGAN):
         samples = self.generators(z)[:, 0]
         return samples.numpy(), self.discriminate(samples).numpy()
 
-    # ------------------------------------------------------------------ inference-time rejection
-    def rejection_score(self, rule, noise, samples):
-        if rule == self.selection_rule:
-            return self.selection_score(self.discriminate(samples), noise)
-        return super().rejection_score(rule, noise, samples)
-
 
 @register_method("masked_prior")
 class MaskedPriorGAN(PriorResamplingGAN):
     config_class = MaskedPriorConfig
     selection_rule = "prior_mask"
     rejection_rules = MixtureGAN.rejection_rules + (selection_rule,)
-    rejection_thresholds = {selection_rule: (0.0, "s(z) at or above the (1 - r) quantile of D(G(z)) on the "
-                                                  "last training pre-sample (paper 003, Definition 3)")}
     default_rejection = selection_rule  # the paper generates with the same mask it trains with
 
     def resample(self, candidates, scores, u):

@@ -100,6 +100,7 @@ def global_mean(per_example):
 @register_method("megan")
 class MEGAN(MixtureGAN):
     config_class = MEGANConfig
+    routing_uses_z = True  # the generator is chosen from z (the sampler matches, not ties, candidates)
     # Uses its generators (about) equally by design (the load-balancing term evens out the gate's
     # usage): it cannot match unequal mode weights with one generator per mode (paper 000, 4.1).
     equal_generator_usage = True

@@ -37,6 +37,7 @@ class MoGConfig(GANConfig):
 @register_method("mog")
 class MoG(MixtureGAN):
     config_class = MoGConfig
+    routing_uses_z = True  # the generator is chosen from z (the sampler matches, not ties, candidates)
 
     def build_networks(self):
         super().build_networks()

@@ -57,8 +57,6 @@ class WeightedPriorGAN(PriorResamplingGAN):
     config_class = WeightedPriorConfig
     selection_rule = "prior_weight"
     rejection_rules = MixtureGAN.rejection_rules + (selection_rule,)
-    rejection_thresholds = {selection_rule: (0.0, "accept when u <= w(s(z)) / w_max, w_max from the last "
-                                                  "training pre-sample (paper 003, Definition 2)")}
     default_rejection = selection_rule  # the paper generates with the same weighting it trains with
 
     def selection_weights(self, scores):

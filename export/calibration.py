@@ -1,0 +1,147 @@
+"""Calibrating a rejection rule to an outlier target, and measuring what a sampler serves.
+
+Outliers are judged on held-back real data the graph never saw (``OutlierJudge``): where the modes
+are known (the toy mixtures), paper 000's off-manifold test; otherwise outside every k-NN ball of
+the held-back data (the improved-precision manifold of Kynkaanniemi et al. 2019).
+
+``choose_threshold`` scans thresholds on the model's own candidates and keeps the loosest one whose
+*served* outlier rate meets the target (its 95% upper confidence bound does) while every generator keeps its row acceptance: with ``m``
+candidates and routing kept (a row's generator fixed, only z redrawn), generator i's row succeeds
+with probability r_i = 1 - (1 - a_i)^m (a_i: its candidates' acceptance), and the served rate is
+the r_i-weighted mix of the generators' accepted outlier rates. Keeping every r_i high is what keeps
+the served shares on the prior's.
+"""
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+from scipy import stats
+
+from tfgan_mix import metrics as M
+from tfgan_mix.export.rules import Manifold, ball_ratio
+
+DEFAULT_OUTLIER_TARGET = 0.001
+DEFAULT_ROW_ACCEPTANCE = 0.99
+CALIBRATION_DRAWS = 20_000
+MIN_SHARE = 0.01  # generators used less than this are not held to the row-acceptance floor
+CONFIDENCE = 0.95  # the served outlier rate's upper bound that must meet the target
+
+
+class OutlierJudge:
+    """Which samples are outliers, judged from held-back real data (a ``tfgan_mix.data.Dataset``)."""
+
+    def __init__(self, heldout):
+        self.heldout = heldout
+        x = heldout.x.reshape(len(heldout.x), -1)
+        if heldout.centres is not None and heldout.labels is not None:
+            self.definition = ("off-manifold: farther from every mode centre than that mode's farthest "
+                               "held-back real point (paper 000, section 4.1)")
+            self._outlier = lambda s: M.off_manifold_mask(s, x, heldout.labels, heldout.centres)
+        else:
+            balls = Manifold().fit(None, x)
+            self.definition = (f"outside every k-NN ball (k={Manifold.K}) of {len(balls['radii'])} held-back "
+                               "real examples (improved precision, Kynkaanniemi et al. 2019)")
+            self._outlier = lambda s: ball_ratio(s, balls["centres"], balls["radii"]) > 1.0
+
+    def __call__(self, samples):
+        samples = np.asarray(samples)
+        return self._outlier(samples.reshape(len(samples), -1))
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """What ``choose_threshold`` found; written to the model card."""
+
+    threshold: float
+    outlier_target: float
+    row_acceptance_floor: float
+    expected_outlier_rate: float  # served, at the threshold, on the calibration draws
+    expected_min_row_acceptance: float
+    target_met: bool
+    draws: int
+
+    def card(self):
+        return dataclasses.asdict(self)
+
+
+def row_acceptance(acceptance, shares, candidates, matched):
+    """P(a row of generator i finds an accepted candidate among ``candidates``).
+
+    ``matched``: the row's generator comes from its first candidate and another candidate counts
+    only when it routes to the same generator (probability ~ share_i), as for z-dependent routers."""
+    a = np.asarray(acceptance)
+    if not matched:
+        return 1.0 - (1.0 - a) ** candidates
+    return 1.0 - (1.0 - a) * (1.0 - np.asarray(shares) * a) ** (candidates - 1)
+
+
+def choose_threshold(scores, outlier, generator, num_generators, *, candidates, matched,
+                     target=DEFAULT_OUTLIER_TARGET, floor=DEFAULT_ROW_ACCEPTANCE):
+    """The loosest threshold on ``scores`` meeting ``target`` with every generator's row acceptance
+    >= ``floor``; when none meets the target, the floor-keeping threshold with the fewest served
+    outliers (``target_met`` False). Inputs are per-candidate numpy arrays of one calibration draw."""
+    scores, outlier, generator = np.asarray(scores), np.asarray(outlier, bool), np.asarray(generator)
+    one_hot = np.eye(num_generators)[generator]  # (N, K)
+    shares = one_hot.mean(0)
+    held = shares >= MIN_SHARE
+    # Every distinct score is a candidate threshold: with candidates in descending score order, the
+    # ones passing threshold s_(i) are the first i + 1, so cumulative sums count them for all at once.
+    order = np.argsort(-scores, kind="stable")
+    descending = scores[order]
+    last_of_ties = np.r_[descending[1:] != descending[:-1], True]
+    per_gen_passed = np.cumsum(one_hot[order], axis=0)[last_of_ties]  # (T, K), T distinct thresholds
+    per_gen_outliers = np.cumsum(one_hot[order] * outlier[order, None], axis=0)[last_of_ties]
+    thresholds = descending[last_of_ties]
+    acceptance = per_gen_passed / np.maximum(one_hot.sum(0), 1)
+    rows = row_acceptance(acceptance, shares, candidates, matched)  # (T, K)
+    outlier_rate = per_gen_outliers / np.maximum(per_gen_passed, 1)
+    weight = shares * rows
+    served = (weight * outlier_rate).sum(1) / np.maximum(weight.sum(1), 1e-12)
+    # The target must hold with 95% confidence, not just on this draw: the one-sided Clopper-Pearson
+    # bound on the served rate, from the outliers counted among the passing candidates.
+    passing = per_gen_passed.sum(1)
+    bound = stats.beta.ppf(CONFIDENCE, served * passing + 1, np.maximum(passing - served * passing, 1))
+    min_rows = np.where(held, rows, 1.0).min(1)
+    keeps_floor = min_rows >= floor
+    meets = keeps_floor & (bound <= target)
+    if meets.any():
+        best = int(np.flatnonzero(meets)[-1])  # thresholds descend: the last is the loosest
+    else:
+        floor_ok = np.flatnonzero(keeps_floor)  # never empty: the lowest threshold accepts everything
+        best = int(floor_ok[served[floor_ok] == served[floor_ok].min()][-1])  # the loosest of the fewest
+    return Calibration(float(thresholds[best]), float(target), float(floor), float(served[best]),
+                       float(min_rows[best]), bool(meets[best]), int(len(scores)))
+
+
+def candidate_draws(model, rule, constants, draws=CALIBRATION_DRAWS, seed=4242, batch=5000):
+    """``draws`` candidates from the model's own prior: (samples, generator, rule scores), numpy."""
+    spec = {**model.noise_spec(), **rule.extra_noise}
+    out = {"samples": [], "generator": [], "score": []}
+    for start in range(0, draws, batch):
+        noise = model.sample_noise(min(batch, draws - start), tf.constant([seed, start], tf.int64), spec)
+        samples, generator = model.generate(noise)
+        out["samples"].append(samples.numpy())
+        out["generator"].append(generator.numpy())
+        out["score"].append(rule.score(model, constants, noise, samples, generator).numpy())
+    return tuple(np.concatenate(v) for v in out.values())
+
+
+# ---------------------------------------------------------------------- what a sampler serves
+def fidelity(samples, heldout, judge):
+    """Figures of one sample set against held-back data: outlier rate by ``judge``, k-NN precision
+    and recall (k=3), and, where modes are known, mode shares' TV to the data's and modes covered
+    (a mode is covered by a sample within 3 standard deviations of its centre)."""
+    if len(samples) == 0:
+        return None
+    flat = samples.reshape(len(samples), -1)
+    real = heldout.x.reshape(len(heldout.x), -1)
+    out = {"outlier_rate": float(judge(flat).mean()), **M.precision_recall(real, flat, k=3)}
+    if heldout.centres is not None and heldout.labels is not None:
+        data_shares = np.bincount(heldout.labels, minlength=len(heldout.centres))
+        out["mode_tv"] = M.total_variation(M.mode_proportions(flat, heldout.centres), data_shares)
+        good = M.high_quality_mask(flat, heldout.centres, np.max(heldout.stds))
+        nearest = np.argmin(np.linalg.norm(flat[good][:, None] - heldout.centres[None], axis=-1), axis=1)
+        out["modes_covered"] = int(len(np.unique(nearest)))
+        out["num_modes"] = int(len(heldout.centres))
+        out["within_3_std"] = float(good.mean())
+    return out
