@@ -61,7 +61,7 @@ def test_served_npgan_on_gaussians3(tmp_path):
           f"raw generator off-manifold {off(raw):.4f}")
 
     card = json.loads(open(f"{version}/sampler.json").read())
-    sampler = Sampler(load_run(str(tmp_path / "run")), Rejection.from_card(card))
+    sampler = Sampler(load_run(str(tmp_path / "run")), Rejection.load(version, card))
     noise = sampler.candidate_noise(tf.range(ROWS, dtype=tf.int64))
     keras_fn = sampler.noise_function()
     names = list(sampler.noise_spec)

@@ -11,6 +11,7 @@ import tensorflow as tf
 from conftest import tiny_options, toy_batches
 
 from tfgan_mix.data.toy import load
+from tfgan_mix.export.rules import get_rule
 from tfgan_mix.export.sampler import Sampler, calibrate
 from tfgan_mix.layers.partitioner import LipschitzPartitioner, nearest_neighbours, partition_guide
 from tfgan_mix.losses import LOSS_FAMILIES
@@ -247,7 +248,7 @@ def test_partition_rule_accepts_a_sample_only_inside_its_generators_partition():
     assert model.default_rejection == "partition" and "partition" in model.rejection_rules
     noise = model.sample_noise(400, tf.constant([0, 1]))
     samples, index = model.generate(noise)
-    score = model.rejection_score("partition", noise, samples).numpy()
+    score = get_rule("partition").score(model, {}, noise, samples, index).numpy()
     np.testing.assert_allclose(score, -model.partitioner.guide(samples, index).numpy())
     inside = model.partitioner.assign(samples).numpy() == index.numpy()
     assert 0 < inside.mean() < 1

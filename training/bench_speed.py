@@ -128,13 +128,12 @@ def sampling_throughput(run_dir, version_dir, batches=(1, 64, 4096), repeats=5, 
 
     import onnxruntime as ort
 
-    from tfgan_mix.export.client import read_card
     from tfgan_mix.export.sampler import Rejection, Sampler
     from tfgan_mix.serving.grpc_client import predict_seeds
     from tfgan_mix.serving.model_server import serve
     from tfgan_mix.training.train import load_run
 
-    sampler = Sampler(load_run(run_dir), Rejection.from_card(read_card(version_dir)))
+    sampler = Sampler(load_run(run_dir), Rejection.load(version_dir))
     keras_fn = sampler.noise_function()
     names = list(sampler.noise_spec)
     saved = tf.saved_model.load(version_dir).signatures["from_noise"]
