@@ -4,7 +4,8 @@ Kills are real ``SIGKILL``s of a subprocess at a chosen moment (during the final
 backup write, between epochs), with bounded waits. Resumed runs are compared with an
 uninterrupted run of the same arguments: weights and optimizer state must be bitwise equal,
 because the resumed run replays exactly the same float32 operations in the same order on the same
-CPU (the data order and the noise are functions of the step, and the optimizer state is restored).
+CPU (the noise is a function of the step, the data stream is replayed up to the resumed step, and
+the optimizer state is restored).
 """
 import dataclasses
 import json
@@ -190,7 +191,7 @@ def test_in_process_interruption_resumes_exactly(tmp_path, dataset, reference, i
 
 def test_the_data_stream_restarts_where_it_stopped():
     """A fresh pipeline started at step k yields the batches an uninterrupted one yields from step k
-    (tf.data's shuffle would replay the first epoch's order), and every pass is a new permutation."""
+    (a fresh iterator alone would replay the first epoch's order), and every pass is a new permutation."""
     x = np.arange(40, dtype=np.float32)[:, None]
     whole = [b.numpy().ravel() for b in T.make_dataset(x, 8, seed=5).take(15)]
     resumed = [b.numpy().ravel() for b in T.make_dataset(x, 8, seed=5, start_step=7).take(8)]

