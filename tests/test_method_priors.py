@@ -52,10 +52,11 @@ def test_weights_follow_eq_7(loss):
     np.testing.assert_array_equal(np.bincount(z.numpy()[:, 0].astype(int), minlength=3), [200, 300, 400])
 
 
-def test_weighted_prior_defaults_to_a_probability_discriminator():
-    """Section 3 ("the score ... lies in the case of standard GAN in [0, 1]") and Table 1's sigmoid output."""
+def test_weighted_prior_statistics_use_the_probability_score():
+    """The inference rule's (offset, w_max): offset 0 and w_max the largest sigmoid score, with the
+    default (Wasserstein) critic as with a sigmoid loss."""
     model = build_model("weighted_prior", tiny_options("weighted_prior"))
-    assert model.config.loss == "ns" and model.config.gradient_penalty == 0.0 and model.config.d_steps == 5
+    assert model.config.loss == "wasserstein"  # section 4.1: "We use Wasserstein-GAN"
     offset, w_max = model.selection_statistics(tf.constant(SCORES))
     assert float(offset) == 0.0 and float(w_max) == pytest.approx(1 / (1 + np.exp(-5.0)), rel=1e-6)
 
