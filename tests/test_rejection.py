@@ -81,6 +81,18 @@ def test_choose_threshold_takes_the_loosest_threshold_meeting_the_target():
     assert strict.expected_outlier_rate == pytest.approx(50 / 950, abs=0.002)
 
 
+def test_calibration_judge_is_stricter_than_one_draws_judge():
+    """Off-manifold against each third of the data flags every sample the whole draw flags, and
+    more of the far tail: a threshold calibrated against it holds for an independent draw."""
+    heldout = load_dataset("gaussians3", seed=5)
+    whole, strict = calibration.OutlierJudge(heldout), calibration.OutlierJudge(heldout, splits=3)
+    centre = heldout.centres[0]
+    radial = centre + np.linspace(0.0, 0.8, 400)[:, None] * np.array([1.0, 0.0])  # out from a mode's centre
+    flagged, flagged_strict = whole(radial), strict(radial)
+    assert np.all(flagged_strict[flagged]) and flagged_strict.sum() > flagged.sum() > 0
+    assert not flagged_strict[0]
+
+
 # ---------------------------------------------------------------------- through the exported graph
 @pytest.fixture(scope="module")
 def outlier_run(tmp_path_factory):

@@ -119,13 +119,14 @@ class Bench:
         """(raw samples, accepted samples, acceptance, rule) for ``profile.samples`` draws; the
         rejection is fitted and calibrated as ``export`` does, on two draws of ``data`` that are
         neither the training draw nor each other."""
-        from tfgan_mix.export.calibration import OutlierJudge
+        from tfgan_mix.export.calibration import CALIBRATION_JUDGES, OutlierJudge
         from tfgan_mix.export.sampler import Sampler, calibrate, float32_model
 
         n = self.profile.samples
         raw, _ = model.sample(n, seed=10_000 + seed)
         model = float32_model(model)
-        rejection = calibrate(model, real=self.dataset(data, seed=1).x, judge=OutlierJudge(self.dataset(data, seed=3)))
+        judge = OutlierJudge(self.dataset(data, seed=3), CALIBRATION_JUDGES)
+        rejection = calibrate(model, real=self.dataset(data, seed=1).x, judge=judge)
         sampler = Sampler(model, rejection)
         draw = tf.function(sampler.from_seed)
         kept, accepted = [], []
