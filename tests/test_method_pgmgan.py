@@ -340,8 +340,9 @@ def test_partitioner_freeze_is_exact_with_a_momentum_optimizer():
 
 def test_discriminator_sees_only_the_fakes_inside_their_partition():
     """Eq. 2: D_i's fake term is over z | G_i(z) in A_i: a fake outside its partition adds nothing
-    to D's loss, the ones inside carry their generator's share."""
-    model = _small_model()
+    to D's loss, the ones inside carry their generator's share (``restrict_fakes=True``)."""
+    assert PGMGANConfig().restrict_fakes is False  # the default follows the authors' code (module doc)
+    model = _small_model(restrict_fakes=True)
     noise = model.sample_noise(64, tf.constant([4, 5]), model.training_noise_spec())
     real = tf.random.stateless_normal([64, 2], [6, 7])
     d_adv = model.discriminator_losses(type("S", (), {"real": real, "noise": noise})())["d_adv"].numpy()

@@ -56,9 +56,12 @@ the ``guide_end_step`` weight, so a saved run keeps its schedule); an explicit
 D_i sees the real points S assigns to A_i (x | x in A_i) and, per Eq. 2, only the fakes of G_i
 that fall inside A_i (z | G_i(z) in A_i): a fake outside its generator's partition gets weight 0
 and the ones inside stand for their generator's share of the batch (``restricted_fake_weights``;
-static shapes, no boolean mask). ``restrict_fakes=False`` trains D_i on all of G_i's fakes instead
-(a conditional GAN's loss). The restricted form leaves a fake outside A_i unopposed by D_i, so it
-relies on the guide to bring G_i's samples into A_i; with lambda = 0 (Partition GAN) nothing does.
+static shapes, no boolean mask), with ``restrict_fakes=True``. The default, ``False``, trains D_i on
+all of G_i's fakes (a conditional GAN's loss), as the authors' released training code does: the
+restricted form leaves a fake outside A_i unopposed by D_i, so only the guide brings G_i's samples
+into A_i, and with lambda = 0 (Partition GAN) nothing does. Measured on grid25 (3000 steps, seed 0):
+Partition GAN 24 modes unrestricted against 5 restricted (20% of samples inside their partition),
+PGMGAN high-quality rate 0.775 against 0.576.
 Generator i is drawn with probability pi_i, a running average of
 S's assignments of the real batches. At inference the example's uniform u picks i by inverse CDF
 on pi, and the ``partition`` rejection rule accepts a sample of G_i only when R_i(x) == 0
@@ -95,7 +98,7 @@ class PGMGANConfig(GANConfig):
     noise: str = "normal"  # SN-GAN's z ~ N(0, I)
     shared_trunk: bool = True  # section 4: G_i share all parameters but the input layer
     guide_weight: float = 6.0  # lambda of Eq. 8, initial value (section 5.4)
-    restrict_fakes: bool = True  # Eq. 2: D_i sees only G_i's fakes inside A_i (False: all of G_i's fakes)
+    restrict_fakes: bool = False  # True: Eq. 2 literally, D_i sees only G_i's fakes inside A_i (see module doc)
     guide_anneal_steps: int | None = None  # None: lambda -> 0 linearly by the end of the run (section 5.4); n: over n steps; 0: constant
     pretext_steps: int = 2000  # images only; our choice, paper silent
     partition_steps: int = 2000  # our choice, paper silent
@@ -241,7 +244,6 @@ class PGMGAN(MixtureGAN):
     config_class = PGMGANConfig
     rejection_rules = MixtureGAN.rejection_rules + ("partition",)
     default_rejection = "partition"  # section 4.2: accept a sample of G_i only when R_i(x) == 0
-    rejection_thresholds = {"partition": (0.0, "R_i(x) == 0: inside its generator's partition (paper 002)")}
 
     @property
     def discriminator_outputs(self):
@@ -501,15 +503,6 @@ class PGMGAN(MixtureGAN):
             raise ValueError("guide_anneal_steps=None anneals lambda over the run, but fit cannot tell the "
                              "run's length: pass steps_per_epoch or set guide_anneal_steps")
         return super().fit(*args, **kwargs)
-
-    # ------------------------------------------------------------------ inference: rejection
-    def rejection_score(self, rule, noise, samples):
-        """``partition``: -R_i(x) for the generator i that made x; accepted at threshold 0, i.e.
-        only when x lies in its generator's partition A_i (section 4.2)."""
-        if rule == "partition":
-            index = choose_from_uniform(self.route(noise), noise["u"])
-            return -self.partitioner.guide(samples, index)
-        return super().rejection_score(rule, noise, samples)
 
     # ------------------------------------------------------------------ Keras plumbing
     def _build_by_tracing(self):
