@@ -5,12 +5,21 @@
     model.onnx                   the ``from_noise`` graph via tf2onnx: noise in, dynamic batch
     sampler.json                 model card: method, K, noise inputs, rejection, measured figures
 
-The version is built in a hidden temporary directory under BASE and renamed into place, so a
-server polling BASE never sees half a model and an interrupted export leaves no version behind.
+The version is built in a hidden temporary directory ``BASE/.tmp-<version>-<pid>`` and renamed
+into place, so a server polling BASE never sees half a model and an interrupted export leaves no
+version behind; temporaries of processes that died (kill -9) are removed by the next export. The
+version number is taken at rename time: a rename onto a version another export just published
+fails, and the export moves on to the next free number, so concurrent exports end as distinct
+versions. The card lists the SHA-256 of every other file of the version (``files``), which
+loaders verify before use.
 """
 import dataclasses
+import errno
+import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
 import sys
 
@@ -28,10 +37,91 @@ CARD_SAMPLES = 5000
 CARD_BATCH = 1000  # rows per sampler call while measuring (bounds the k-NN rule's (rows*m, balls) matrix)
 
 
+_TMP_NAME = re.compile(r"\.tmp-([0-9]+)-([0-9]+)(?:-[0-9a-f]+)?")  # .tmp-<version>-<pid>[-<token>]
+PUBLISH_ATTEMPTS = 100  # versions tried at rename time before giving up (each lost to another export)
+
+
+def is_version_name(name):
+    """A version directory name: ASCII digits only (``str.isdigit`` also accepts '²', which ``int``
+    refuses)."""
+    return name.isascii() and name.isdigit()
+
+
 def next_version(base):
     """1 + the largest integer version directory under ``base`` (1 for a new base)."""
-    versions = [int(name) for name in os.listdir(base) if name.isdigit()] if os.path.isdir(base) else []
+    versions = [int(name) for name in os.listdir(base) if is_version_name(name)] if os.path.isdir(base) else []
     return max(versions, default=0) + 1
+
+
+def pid_alive(pid):
+    """Whether process ``pid`` exists on this machine (another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OverflowError:  # no such pid on this system
+        return False
+    return True
+
+
+def remove_stale_temporaries(base):
+    """Remove ``BASE/.tmp-<version>-<pid>[-<token>]`` directories whose process is gone (an export killed
+    mid-way); a live process's temporary is never touched. Returns the names removed."""
+    if not os.path.isdir(base):
+        return []
+    removed = []
+    for name in os.listdir(base):
+        match = _TMP_NAME.fullmatch(name)
+        if match and int(match.group(2)) != os.getpid() and not pid_alive(int(match.group(2))):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def file_digest(path, chunk=1 << 20):
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def version_files(directory):
+    """``{relative path ('/'-separated): {"sha256", "bytes"}}`` of every file under ``directory``
+    except the model card."""
+    files = {}
+    for root, dirs, names in os.walk(directory):
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, directory).replace(os.sep, "/")
+            if relative != CARD_FILE:
+                files[relative] = {"sha256": file_digest(path), "bytes": os.path.getsize(path)}
+    return files
+
+
+def publish(tmp, base, version=None):
+    """Rename the finished ``tmp`` directory to ``base/<version>``; returns the final path.
+
+    Without ``version`` the number is chosen here, at rename time: renaming a non-empty directory
+    onto an existing non-empty one fails, so when another export published that number first this
+    one takes the next free number. An explicit ``version`` that is taken is a FileExistsError."""
+    for _ in range(PUBLISH_ATTEMPTS):
+        number = int(version) if version is not None else next_version(base)
+        final = os.path.join(base, str(number))
+        try:
+            os.rename(tmp, final)
+            return final
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                raise
+            if version is not None:
+                raise FileExistsError(f"{final} already exists (published by another export); versions are "
+                                      "immutable, choose another --version") from None
+    raise FileExistsError(f"no free version under {base} after {PUBLISH_ATTEMPTS} attempts")
 
 
 def export_run(run_dir, base, *, version=None, formats=FORMATS, rule=None, candidates=DEFAULT_CANDIDATES,
@@ -55,7 +145,8 @@ def export_run(run_dir, base, *, version=None, formats=FORMATS, rule=None, candi
     model = float32_model(load_run(run_dir))  # calibrate on what is exported
     fit_part, calibrate_part, measure_part = heldout or heldout_parts(read_run_info(run_dir))
     rejection = calibrate(model, rule, candidates, real=fit_part.x, threshold=threshold,
-                          judge=calibration.OutlierJudge(calibrate_part), target=target, floor=floor)
+                          judge=calibration.OutlierJudge(calibrate_part, calibration.CALIBRATION_JUDGES),
+                          target=target, floor=floor)
     sampler = Sampler(model, rejection)
     card = model_card(sampler, measure_part, formats)
     if rejection.calibration is not None and not rejection.calibration.target_met:
@@ -63,13 +154,12 @@ def export_run(run_dir, base, *, version=None, formats=FORMATS, rule=None, candi
               f"served outlier rate measured {card['measured']['accepted']['outlier_rate']:.4g} "
               "(see the model card)", file=sys.stderr)
 
-    version = int(version) if version is not None else next_version(base)
-    final = os.path.join(base, str(version))
-    if os.path.exists(final):
-        raise FileExistsError(f"{final} already exists; versions are immutable, choose another --version")
     os.makedirs(base, exist_ok=True)
-    tmp = os.path.join(base, f".tmp-{version}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_stale_temporaries(base)
+    # The token keeps two exports of one process (threads) apart; the pid lets a later export see
+    # that this one died.
+    tmp = os.path.join(base, f".tmp-{int(version) if version is not None else next_version(base)}-{os.getpid()}"
+                             f"-{secrets.token_hex(4)}")
     try:
         os.makedirs(tmp)
         if "savedmodel" in formats:
@@ -78,8 +168,8 @@ def export_run(run_dir, base, *, version=None, formats=FORMATS, rule=None, candi
             write_onnx(sampler, os.path.join(tmp, ONNX_FILE))
         rejection.save_constants(tmp)
         with open(os.path.join(tmp, CARD_FILE), "w", encoding="utf-8") as f:
-            json.dump({**card, "formats": list(formats)}, f, indent=2)
-        os.rename(tmp, final)
+            json.dump({**card, "formats": list(formats), "files": version_files(tmp)}, f, indent=2)
+        final = publish(tmp, base, version)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
