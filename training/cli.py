@@ -127,15 +127,19 @@ def cmd_sample(args):
     if not args.out.endswith(".npy"):
         raise ValueError(f"--out must name a .npy file, got {args.out}")
     source = args.run_dir
-    if source.endswith(".onnx") or os.path.exists(os.path.join(source, "saved_model.pb")):
+    exported = any(os.path.exists(os.path.join(source, f)) for f in ("sampler.json", "saved_model.pb"))
+    if source.endswith(".onnx") or exported:
         from tfgan_mix.export import client
 
-        if source.endswith(".onnx") and not os.path.exists(source):
+        if source.endswith(".onnx") and not os.path.isfile(source):
             raise FileNotFoundError(f"{source} does not exist")
+        # The card is checked and every file's checksum verified before anything is loaded or sized
+        # from it: a damaged version is a one-line error (exit 2) and no output file.
+        card = client.read_card(os.path.dirname(os.path.abspath(source)) if source.endswith(".onnx") else source)
         request = client.onnx_requester(source, args.seed) if source.endswith(".onnx") \
             else client.savedmodel_requester(source, args.seed)
         try:
-            rate = client.write_accepted(request, args.n, args.out)
+            rate = client.write_accepted(request, args.n, args.out, batch_size=client.batch_rows(card))
         except client.LowAcceptance as error:
             print(f"tfgan-mix sample: error: {error}", file=sys.stderr)
             return 1
