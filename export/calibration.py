@@ -31,26 +31,36 @@ CONFIDENCE = 0.95  # the served outlier rate's upper bound that must meet the ta
 class OutlierJudge:
     """Which samples are outliers, judged from held-back real data (a ``tfgan_mix.data.Dataset``).
 
-    ``splits`` > 1 makes a stricter judge for calibration: an outlier for any of the judges built
-    on disjoint parts of the data. Both definitions depend on the draw (the farthest real point of a
-    mode, the k-NN balls), so a threshold calibrated against one draw's judge can pass more outliers
-    than another draw's judge finds; the stricter judge keeps the target on an independent draw."""
+    Known modes: paper 000's off-manifold test. ``splits`` > 1 makes that judge stricter for
+    calibration (an outlier for any of the judges built on disjoint parts): the test depends on the
+    draw's farthest points, so a threshold calibrated against one draw's judge passed more outliers
+    than an independent draw's judge found.
+
+    Unknown modes: outside every k-NN ball of the held-back data. That judge flags some real points
+    too (``reference_rate``: its rate on held-back points that did not make the balls), so no
+    sampler can be held to a lower rate than real data; calibration's target is at least that."""
 
     def __init__(self, heldout, splits=1):
-        parts = np.array_split(np.random.default_rng(0).permutation(len(heldout.x)), splits)
         x = heldout.x.reshape(len(heldout.x), -1)
+        self.reference_rate = 0.0
         if heldout.centres is not None and heldout.labels is not None:
+            parts = np.array_split(np.random.default_rng(0).permutation(len(x)), splits)
             self.definition = ("off-manifold: farther from every mode centre than that mode's farthest "
                                "held-back real point (paper 000, section 4.1)")
+            if splits > 1:
+                self.definition += f"; an outlier for any of {splits} judges on disjoint parts"
             self._judges = [lambda s, i=i: M.off_manifold_mask(s, x[i], heldout.labels[i], heldout.centres)
                             for i in parts]
-        else:
-            self.definition = (f"outside every k-NN ball (k={Manifold.K}) of up to {Manifold.MAX_BALLS} "
-                               "held-back real examples (improved precision, Kynkaanniemi et al. 2019)")
-            self._judges = [lambda s, b=Manifold().fit(None, x[i]): ball_ratio(s, b["centres"], b["radii"]) > 1.0
-                            for i in parts]
-        if splits > 1:
-            self.definition += f"; an outlier for any of {splits} judges on disjoint parts"
+            return
+        order = np.random.default_rng(0).permutation(len(x))
+        balls_from, reference = order[:Manifold.MAX_BALLS], order[Manifold.MAX_BALLS:]
+        if len(reference) == 0:  # a small draw: half makes the balls, half measures the floor
+            balls_from, reference = np.array_split(order, 2)
+        balls = Manifold().fit(None, x[balls_from])
+        self.definition = (f"outside every k-NN ball (k={Manifold.K}) of {len(balls_from)} held-back real "
+                           "examples (improved precision, Kynkaanniemi et al. 2019)")
+        self._judges = [lambda s: ball_ratio(s, balls["centres"], balls["radii"]) > 1.0]
+        self.reference_rate = float(self(x[reference]).mean())
 
     def __call__(self, samples):
         samples = np.asarray(samples)
@@ -63,7 +73,7 @@ class Calibration:
     """What ``choose_threshold`` found; written to the model card."""
 
     threshold: float
-    outlier_target: float
+    outlier_target: float  # the target calibrated to: the one asked for, or the judge's real-data rate if higher
     row_acceptance_floor: float
     expected_outlier_rate: float  # served, at the threshold, on the calibration draws
     expected_min_row_acceptance: float
@@ -123,16 +133,30 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
                        float(min_rows[best]), bool(meets[best]), int(len(scores)))
 
 
+def default_candidates(model, matched, base=8, most=64):
+    """Candidates per row: ``base`` where a row's candidates share its generator; where the choice
+    depends on z only ~share_i of them route to the row's generator i, so ``base`` / (the smallest
+    share) of them, at most ``most``."""
+    if not matched:
+        return base
+    _, generator, _ = candidate_draws(model, None, {}, draws=5000, seed=777)
+    shares = np.bincount(generator, minlength=model.config.num_generators) / len(generator)
+    smallest = shares[shares >= MIN_SHARE].min()
+    return int(min(most, np.ceil(base / smallest)))
+
+
 def candidate_draws(model, rule, constants, draws=CALIBRATION_DRAWS, seed=4242, batch=5000):
-    """``draws`` candidates from the model's own prior: (samples, generator, rule scores), numpy."""
-    spec = {**model.noise_spec(), **rule.extra_noise}
+    """``draws`` candidates from the model's own prior: (samples, generator, rule scores), numpy
+    (scores 0 without a rule)."""
+    spec = {**model.noise_spec(), **(rule.extra_noise if rule is not None else {})}
     out = {"samples": [], "generator": [], "score": []}
     for start in range(0, draws, batch):
         noise = model.sample_noise(min(batch, draws - start), tf.constant([seed, start], tf.int64), spec)
         samples, generator = model.generate(noise)
         out["samples"].append(samples.numpy())
         out["generator"].append(generator.numpy())
-        out["score"].append(rule.score(model, constants, noise, samples, generator).numpy())
+        score = tf.zeros([len(generator)]) if rule is None else rule.score(model, constants, noise, samples, generator)
+        out["score"].append(score.numpy())
     return tuple(np.concatenate(v) for v in out.values())
 
 

@@ -32,7 +32,6 @@ from tfgan_mix.export import calibration
 from tfgan_mix.export.calibration import Calibration
 from tfgan_mix.export.rules import get_rule, graph_constant
 
-DEFAULT_CANDIDATES = 8
 PRIOR_DRAWS = 100_000  # prior draws behind a fallback noise-side quantile (seeded: exports are reproducible)
 CONSTANTS_FILE = "rejection.npz"  # a rule's array constants, next to the model card
 
@@ -80,15 +79,18 @@ class Rejection:
         return cls(entry["rule"], entry["threshold"], card["candidates"], entry["threshold_from"], constants)
 
 
-def calibrate(model, rule=None, candidates=DEFAULT_CANDIDATES, real=None, threshold=None, judge=None,
+def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judge=None,
               target=calibration.DEFAULT_OUTLIER_TARGET, floor=calibration.DEFAULT_ROW_ACCEPTANCE):
-    """Choose the rejection for ``model``: its default rule unless given; the rule's constants fitted
+    """Choose the rejection for ``model``: its default rule unless given; ``candidates`` per row (by
+    default 8, more for methods whose generator choice depends on z: ``default_candidates``); the rule's constants fitted
     on held-back ``real`` data; a threshold that is given, fixed by the rule's definition, calibrated
     to ``target`` against ``judge`` (an ``OutlierJudge``), or else the rule's fallback."""
     rule = rule or model.default_rejection
     if rule not in model.rejection_rules:
         raise ValueError(f"method {model.method_name!r} has no rejection rule {rule!r}; "
                          f"choose one of {', '.join(model.rejection_rules)}")
+    if candidates is None:
+        candidates = calibration.default_candidates(model, routes_by_noise(model))
     if int(candidates) < 1:
         raise ValueError(f"candidates must be >= 1, got {candidates}")
     candidates = int(candidates)
@@ -102,6 +104,7 @@ def calibrate(model, rule=None, candidates=DEFAULT_CANDIDATES, real=None, thresh
         value, why = spec.fixed_threshold
         return Rejection(rule, float(value), candidates, why, constants)
     if judge is not None:
+        target = max(target, judge.reference_rate)  # no sampler beats real data under this judge
         samples, generator, scores = calibration.candidate_draws(model, spec, constants)
         found = calibration.choose_threshold(
             scores, judge(samples), generator, model.config.num_generators, candidates=candidates,

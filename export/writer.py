@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgan_mix.export import calibration
-from tfgan_mix.export.sampler import DEFAULT_CANDIDATES, Sampler, calibrate, float32_model
+from tfgan_mix.export.sampler import Sampler, calibrate, float32_model
 
 FORMATS = ("savedmodel", "onnx")
 ONNX_OPSET = 17
@@ -124,7 +124,7 @@ def publish(tmp, base, version=None):
     raise FileExistsError(f"no free version under {base} after {PUBLISH_ATTEMPTS} attempts")
 
 
-def export_run(run_dir, base, *, version=None, formats=FORMATS, rule=None, candidates=DEFAULT_CANDIDATES,
+def export_run(run_dir, base, *, version=None, formats=FORMATS, rule=None, candidates=None,
                threshold=None, heldout=None, target=calibration.DEFAULT_OUTLIER_TARGET,
                floor=calibration.DEFAULT_ROW_ACCEPTANCE):
     """Export the run in ``run_dir`` to ``base/<version>``; returns that path.

@@ -367,7 +367,9 @@ def _parser():
     p.add_argument("--formats", default="savedmodel,onnx", help="comma-separated: savedmodel, onnx")
     p.add_argument("--reject", help="rejection rule (default: the method's): none, manifold, discriminator, drs, router, "
                                     "truncation, or a method's own")
-    p.add_argument("--candidates", type=_positive_int, default=8, help="candidates drawn per output row")
+    p.add_argument("--candidates", type=_positive_int,
+                   help="candidates drawn per output row (default 8; for methods whose generator choice depends "
+                        "on z, 8 over the smallest generator share, at most 64)")
     p.add_argument("--threshold", type=float, help="accept when the rule's score reaches this (default: calibrated)")
     p.add_argument("--outlier-target", type=_unit_fraction, default=0.001,
                    help="calibrate the threshold so at most this share of served samples are outliers")
