@@ -243,22 +243,24 @@ def write_accepted(request, n, path, batch_size=1024, min_acceptance=MIN_ACCEPTA
     remove_stale_outputs(path)
     max_rows = int(np.ceil(n / min_acceptance)) + batch_size
     tmp = f"{path}.tmp-{os.getpid()}.npy"
-    out, written, rows = None, 0, 0
+    out, written, accepted, rows = None, 0, 0, 0
     try:
         while written < n:
             if rows >= max_rows:
                 raise LowAcceptance(f"only {written} of {n} samples accepted in {rows} rows (acceptance "
                                     f"{written / rows:.4f} < {min_acceptance}); nothing written")
             batch = request(batch_size)
-            kept = np.asarray(batch["samples"])[np.asarray(batch["accepted"], bool)][: n - written]
+            passed = np.asarray(batch["accepted"], bool)
+            kept = np.asarray(batch["samples"])[passed][: n - written]
             if out is None:
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *kept.shape[1:]))
             out[written:written + len(kept)] = kept
-            written, rows = written + len(kept), rows + batch_size
+            # The rate counts every accepted row requested, not only the ones the file had room for.
+            written, accepted, rows = written + len(kept), accepted + int(passed.sum()), rows + len(passed)
         out.flush()
         del out
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return written / rows
+    return accepted / rows

@@ -298,7 +298,7 @@ def test_write_accepted_streams_batches_into_the_file(tmp_path):
     rate = client.write_accepted(request, 5000, str(tmp_path / "s.npy"), batch_size=1024)
     samples = np.load(tmp_path / "s.npy")
     np.testing.assert_array_equal(samples[:, 0], np.arange(0, 10000, 2))
-    assert rate == pytest.approx(5000 / (10 * 1024))
+    assert rate == 0.5  # every requested row counts, also the accepted ones past the n written
     assert os.listdir(tmp_path) == ["s.npy"]
 
 
