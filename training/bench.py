@@ -47,12 +47,14 @@ class Profile:
     gflops_width: int
     throughput_batches: tuple
     load_requests: int
+    candidates: int | None = None  # sampler candidates per row (None: what export picks for the method)
 
 
 PROFILES = {
     "quick": Profile("quick", step_scale=0.02, seeds=(0,), samples=4000, axes_steps=3, axes_units=(128, 128, 128),
                      judge_steps=50, judge_points=2000, digits_steps=10, digits_seeds=(0,), speed_ks=(1, 4, 16), speed_repeats=3,
-                     gflops_width=256, throughput_batches=(1, 64, 4096), load_requests=5),
+                     gflops_width=256, throughput_batches=(1, 64, 4096), load_requests=5,
+                     candidates=8),  # a smoke run: up to 64 for z-routed methods cost minutes here
     "full": Profile("full", step_scale=1.0, seeds=(0, 1, 2), samples=20000, axes_steps=500,
                     axes_units=(256, 256, 256), judge_steps=2000, judge_points=25600, digits_steps=1000, digits_seeds=(0,),
                     speed_ks=(1, 4, 16, 64, 200), speed_repeats=10, gflops_width=1024,
@@ -126,7 +128,8 @@ class Bench:
         raw, _ = model.sample(n, seed=10_000 + seed)
         model = float32_model(model)
         judge = OutlierJudge(self.dataset(data, seed=3), CALIBRATION_JUDGES)
-        rejection = calibrate(model, real=self.dataset(data, seed=1).x, judge=judge)
+        rejection = calibrate(model, candidates=self.profile.candidates, real=self.dataset(data, seed=1).x,
+                              judge=judge)
         sampler = Sampler(model, rejection)
         draw = tf.function(sampler.from_seed)
         kept, accepted = [], []
