@@ -221,6 +221,25 @@ def cmd_demo(args):
         print(f"  {key:24s} {_fmt(metrics[key])}")
     for what, path in paths.items():
         print(f"{what}: {path}")
+    _demo_serve(args.out)
+
+
+def _demo_serve(run_dir):
+    """Export the demo run as a sampler and draw from its ONNX file, as a client would: raw
+    against served figures from the model card, and the served samples written to .npy."""
+    from tfgan_mix.export import client
+    from tfgan_mix.export.writer import export_run
+
+    version = export_run(run_dir, os.path.join(run_dir, "exported"))
+    card = client.read_card(version)
+    measured = card["measured"]
+    print(f"\nexported to {version}: rule {card['rejection']['rule']}, {card['candidates']} candidates per row "
+          f"({card['rejection']['threshold_from']})")
+    for key in ("raw", "accepted"):
+        print(f"  {'served' if key == 'accepted' else key:8s} {_fmt(measured[key])}")
+    out = os.path.join(run_dir, "served_samples.npy")
+    rate = client.write_accepted(client.onnx_requester(os.path.join(version, "model.onnx"), seed=0), 5000, out)
+    print(f"served samples (onnxruntime, acceptance {rate:.4f}): {out}")
 
 
 def cmd_bench(args):
