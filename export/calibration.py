@@ -173,9 +173,7 @@ def fidelity(samples, heldout, judge):
     if heldout.centres is not None and heldout.labels is not None:
         data_shares = np.bincount(heldout.labels, minlength=len(heldout.centres))
         out["mode_tv"] = M.total_variation(M.mode_proportions(flat, heldout.centres), data_shares)
-        good = M.high_quality_mask(flat, heldout.centres, np.max(heldout.stds))
-        nearest = np.argmin(np.linalg.norm(flat[good][:, None] - heldout.centres[None], axis=-1), axis=1)
-        out["modes_covered"] = int(len(np.unique(nearest)))
-        out["num_modes"] = int(len(heldout.centres))
-        out["within_3_std"] = float(good.mean())
+        modes = M.mode_statistics(flat, heldout.centres, np.max(heldout.stds))
+        out.update(modes_covered=modes["modes_recovered"], num_modes=modes["num_modes"],
+                   within_3_std=modes["high_quality_rate"])
     return out

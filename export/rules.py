@@ -9,8 +9,9 @@ score reaches the rule's threshold. A rule says
 * ``score(model, constants, noise, samples, generator)``: (N,) float32, fixed shapes, ONNX-convertible;
 * ``fixed_threshold``: ``(value, why)`` when the threshold is part of the rule's definition (a
   partition check, a resampling probability); otherwise export calibrates it (``calibration.py``);
-* ``fallback_threshold(model, constants, scores_on_prior, real)``: the threshold used when there is
-  nothing to calibrate against (no held-back data);
+* ``fallback_threshold(model, constants, real, prior_scores)``: the threshold used when there is
+  nothing to calibrate against (no outlier judge); ``prior_scores()`` draws the rule's scores on the
+  model's prior, only for the rules that need them;
 * ``extra_noise``: per-candidate random inputs the rule needs beyond the model's own.
 
 Methods list the rule names they support (``MixtureGAN.rejection_rules``) and their default; a new
@@ -56,7 +57,7 @@ class Rule:
     def score(self, model, constants, noise, samples, generator):
         raise NotImplementedError
 
-    def fallback_threshold(self, model, constants, prior_scores, real_scores):
+    def fallback_threshold(self, model, constants, real, prior_scores):
         """(threshold, why) when no outlier judge is available to calibrate against."""
         raise ValueError(f"rule {self.name!r} needs held-back data to calibrate its threshold (or --threshold)")
 
@@ -88,11 +89,12 @@ class Discriminator(Rule):
     def score(self, model, constants, noise, samples, generator):
         return model.discriminate(samples)
 
-    def fallback_threshold(self, model, constants, prior_scores, real_scores):
-        if real_scores is None:
-            return super().fallback_threshold(model, constants, prior_scores, real_scores)
-        return float(np.quantile(real_scores, self.REAL_QUANTILE)), \
-            f"{self.REAL_QUANTILE:g} quantile of D's logits on {len(real_scores)} real examples"
+    def fallback_threshold(self, model, constants, real, prior_scores):
+        if real is None:
+            return super().fallback_threshold(model, constants, real, prior_scores)
+        logits = model.discriminate(tf.constant(real, tf.float32)).numpy()
+        return float(np.quantile(logits, self.REAL_QUANTILE)), \
+            f"{self.REAL_QUANTILE:g} quantile of D's logits on {len(real)} real examples"
 
 
 class NoiseSideRule(Rule):
@@ -101,8 +103,9 @@ class NoiseSideRule(Rule):
 
     KEEP = 0.75
 
-    def fallback_threshold(self, model, constants, prior_scores, real_scores):
-        return float(np.quantile(prior_scores, 1.0 - self.KEEP)), f"keeps {self.KEEP:g} of {len(prior_scores)} prior draws"
+    def fallback_threshold(self, model, constants, real, prior_scores):
+        scores = prior_scores()
+        return float(np.quantile(scores, 1.0 - self.KEEP)), f"keeps {self.KEEP:g} of {len(scores)} prior draws"
 
 
 @register_rule
@@ -162,7 +165,7 @@ class Manifold(Rule):
         distance = tf.sqrt(tf.maximum(squared, 0.0))
         return -tf.reduce_min(distance / graph_constant(constants["radii"])[None, :], axis=1)
 
-    def fallback_threshold(self, model, constants, prior_scores, real_scores):
+    def fallback_threshold(self, model, constants, real, prior_scores):
         return -1.0, "inside some k-NN ball (k=3) of held-back real data"
 
 

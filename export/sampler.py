@@ -114,20 +114,10 @@ def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judg
                f"target {target:g} not reachable with row acceptance >= {floor:g}: fewest served outliers "
                f"({found.expected_outlier_rate:.4g}) on {found.draws} calibration draws")
         return Rejection(rule, found.threshold, candidates, how, constants, found)
-    value, why = spec.fallback_threshold(model, constants, _prior_scores(model, spec, constants),
-                                         None if real is None else _real_scores(model, spec, constants, real))
+    prior_scores = lambda: calibration.candidate_draws(  # noqa: E731 - drawn only by rules that use them
+        model, spec, constants, draws=PRIOR_DRAWS, seed=12345, batch=10_000)[2]
+    value, why = spec.fallback_threshold(model, constants, real, prior_scores)
     return Rejection(rule, float(value), candidates, why, constants)
-
-
-def _prior_scores(model, rule, constants, draws=PRIOR_DRAWS):
-    return calibration.candidate_draws(model, rule, constants, draws=draws, seed=12345, batch=10_000)[2]
-
-
-def _real_scores(model, rule, constants, real):
-    """The rule's scores on real data (rules that score the sample, not the noise)."""
-    if rule.name != "discriminator":
-        return None
-    return model.discriminate(tf.constant(real, tf.float32)).numpy()
 
 
 def routes_by_noise(model):
