@@ -1,5 +1,4 @@
 """Keras callbacks for GAN training: sample pictures, a NaN stop and crash-safe backups."""
-import hashlib
 import json
 import os
 import shutil
@@ -9,6 +8,8 @@ import tempfile
 import keras
 import numpy as np
 import tensorflow as tf
+
+from tfgan_mix import runs
 
 
 class SamplePictures(keras.callbacks.Callback):
@@ -135,7 +136,7 @@ class RunBackup(keras.callbacks.Callback):
         os.makedirs(tmp)
         weights = os.path.join(tmp, self.WEIGHTS)
         self.model.save_weights(weights)
-        _fsync(weights)
+        runs.fsync(weights)
         meta = {
             "epoch": epoch,
             "step": epoch * self.steps_per_epoch,
@@ -143,23 +144,21 @@ class RunBackup(keras.callbacks.Callback):
             "g_iterations": int(self.model.g_optimizer.iterations.numpy()),
             "fingerprint": self.fingerprint,
             "weights_bytes": os.path.getsize(weights),
-            "weights_sha256": _sha256(weights),
+            "weights_sha256": runs.file_digest(weights),
         }
         with open(os.path.join(tmp, self.META), "w", encoding="utf-8") as f:
             json.dump(meta, f)
             f.flush()
             os.fsync(f.fileno())
-        _fsync(tmp)
+        runs.fsync(tmp)
         final = os.path.join(self.backup_dir, name)
         shutil.rmtree(final, ignore_errors=True)  # an unusable backup of this epoch from an earlier attempt
         os.rename(tmp, final)
-        _fsync(self.backup_dir)
+        runs.fsync(self.backup_dir)
         # For monitoring only (restore() reads the backup directories, never this): the newest
         # complete backup, under the name Keras's BackupAndRestore uses for its epoch count.
-        tmp = os.path.join(self.backup_dir, f".tmp-{self.LATEST}")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"epoch": epoch, "step": meta["step"], "backup": name}, f)
-        os.replace(tmp, os.path.join(self.backup_dir, self.LATEST))
+        note = {"epoch": epoch, "step": meta["step"], "backup": name}
+        runs.write_json(os.path.join(self.backup_dir, self.LATEST), note)
         for old in self._backups()[self.keep:]:
             shutil.rmtree(os.path.join(self.backup_dir, old), ignore_errors=True)
 
@@ -183,6 +182,7 @@ class RunBackup(keras.callbacks.Callback):
             if name.startswith(".tmp-"):  # something being written when the process died
                 path = os.path.join(self.backup_dir, name)
                 shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+        runs.remove_stale_temporaries(self.backup_dir)  # the newest-backup note's, if a kill caught it
         candidates = self._backups()
         if not candidates:
             leftovers = sorted(n for n in os.listdir(self.backup_dir) if n != self.LATEST)
@@ -253,23 +253,6 @@ class RunBackup(keras.callbacks.Callback):
         weights = os.path.join(path, self.WEIGHTS)
         if not os.path.isfile(weights):
             return None, f"{self.WEIGHTS} is missing"
-        if os.path.getsize(weights) != meta["weights_bytes"] or _sha256(weights) != meta["weights_sha256"]:
+        if os.path.getsize(weights) != meta["weights_bytes"] or runs.file_digest(weights) != meta["weights_sha256"]:
             return None, f"{self.WEIGHTS} does not match the size and checksum recorded when it was written"
         return meta, None
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync(path):
-    """Flush a file or directory to disk (directories: so a rename inside them survives a power cut)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

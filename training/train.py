@@ -9,6 +9,8 @@ Run directory layout::
     DIR/backup/          crash-safe backups while training (``RunBackup``); re-running the same
                          command resumes from the newest intact one
 
+The file names, loading a run and the atomic writes are ``tfgan_mix.runs``, which export shares.
+
 Crash safety: a backup is a complete directory or absent; the backup is deleted only after
 ``model.keras`` is in place; a rerun with other arguments is refused; a resumed run ends with the
 same weights as an uninterrupted one (the noise is a function of the step, the data stream is
@@ -26,11 +28,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfgan_mix import runs
 from tfgan_mix.core import get_method
-from tfgan_mix.training.callbacks import RunBackup, SamplePictures, StopOnNaN, _fsync
+# MODEL_FILE, RUN_FILE, load_run and read_run_info live in tfgan_mix.runs (export reads runs too);
+# they stay importable from here.
+from tfgan_mix.runs import MODEL_FILE, RUN_FILE, load_run, read_run_info  # noqa: F401
+from tfgan_mix.training.callbacks import RunBackup, SamplePictures, StopOnNaN
 
-MODEL_FILE = "model.keras"
-RUN_FILE = "run.json"
 BACKUP_DIR = "backup"
 
 
@@ -116,7 +120,7 @@ def run_info(spec, options, dataset):
     ``data_sha256`` fingerprints the examples themselves, so an edited data file counts as other data."""
     info = {**dataclasses.asdict(spec), "model_options": options,
             "data_sha256": hashlib.sha256(np.ascontiguousarray(dataset.x).tobytes()).hexdigest()}
-    return json.loads(json.dumps(info, default=_json_default))
+    return json.loads(json.dumps(info, default=runs.json_default))
 
 
 def run_differences(old, new):
@@ -187,7 +191,7 @@ def train(spec, dataset, out_dir, strategy=None, jit_compile="auto", verbose=1, 
         backup.check_fingerprints()  # run.json lost or edited: the backups still name their run
     os.makedirs(run_dir, exist_ok=True)
     remove_stale_temporaries(run_dir)
-    _write_json(os.path.join(run_dir, RUN_FILE), info)
+    runs.write_run_info(run_dir, info)
     keras.utils.set_random_seed(spec.seed)  # weight initialisation too, so a run repeats exactly
     model = build_model(spec.method, options, strategy, jit_compile=jit_compile,
                         steps_per_execution=spec.steps_per_execution)
@@ -210,7 +214,7 @@ def train(spec, dataset, out_dir, strategy=None, jit_compile="auto", verbose=1, 
         raise TrainingDiverged(f"training diverged: {nan_stop.failure or 'the weights hold NaN or infinite values'}; "
                                f"{MODEL_FILE} was not written; {kept}; change the learning rates or the data and "
                                f"pass --overwrite to start over")
-    save_model_atomically(model, os.path.join(run_dir, MODEL_FILE))
+    runs.save_model(model, run_dir)
     shutil.rmtree(backup_dir, ignore_errors=True)  # only now: a crash before this point resumes from it
     return model, history
 
@@ -218,20 +222,9 @@ def train(spec, dataset, out_dir, strategy=None, jit_compile="auto", verbose=1, 
 def remove_stale_temporaries(run_dir):
     """Delete half-written files that a killed process left behind (the model's temporary save and
     run.json's), unless the process that named them is still running."""
-    for path in glob.glob(os.path.join(run_dir, f"{MODEL_FILE}.tmp-*")) + glob.glob(os.path.join(run_dir, "*.json.tmp")):
-        pid = os.path.basename(path)[len(f"{MODEL_FILE}.tmp-"):].split(".")[0]
-        if not (pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))):
-            os.remove(path)
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    runs.remove_stale_temporaries(run_dir)
+    for path in glob.glob(os.path.join(run_dir, "*.json.tmp")):  # run.json.s temporary as earlier versions named it
+        os.remove(path)
 
 
 def _fingerprint(info):
@@ -246,46 +239,6 @@ def worker_dir(out_dir):
         return out_dir
     task = json.loads(os.environ["TF_CONFIG"])["task"]
     return os.path.join(out_dir, "workers", f"{task['type']}-{task['index']}")
-
-
-def save_model_atomically(model, path):
-    """Write to a temporary name, flush it to disk and rename, so ``path`` is never half a file
-    (a kill leaves only the temporary, which the next run removes)."""
-    tmp = f"{path}.tmp-{os.getpid()}.keras"
-    model.save(tmp)
-    _fsync(tmp)
-    os.replace(tmp, path)
-    _fsync(os.path.dirname(os.path.abspath(path)))
-
-
-def load_run(run_dir):
-    """Load the trained model of a run directory."""
-    path = os.path.join(run_dir, MODEL_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{run_dir} has no trained model ({MODEL_FILE}); train one with `tfgan-mix train`")
-    import tfgan_mix.methods  # noqa: F401  (registers every method class for deserialisation)
-
-    return keras.models.load_model(path)
-
-
-def read_run_info(run_dir):
-    with open(os.path.join(run_dir, RUN_FILE), encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _write_json(path, obj):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, default=_json_default)
-    os.replace(tmp, path)
-
-
-def _json_default(value):
-    if isinstance(value, tuple):
-        return list(value)
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def _is_chief():
