@@ -15,7 +15,6 @@ loaders verify before use.
 """
 import dataclasses
 import errno
-import hashlib
 import json
 import os
 import re
@@ -26,8 +25,10 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from tfgan_mix import runs
 from tfgan_mix.export import calibration
 from tfgan_mix.export.sampler import Sampler, calibrate, float32_model
+from tfgan_mix.runs import file_digest, pid_alive
 
 FORMATS = ("savedmodel", "onnx")
 ONNX_OPSET = 17
@@ -53,19 +54,6 @@ def next_version(base):
     return max(versions, default=0) + 1
 
 
-def pid_alive(pid):
-    """Whether process ``pid`` exists on this machine (another user's counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    except OverflowError:  # no such pid on this system
-        return False
-    return True
-
-
 def remove_stale_temporaries(base):
     """Remove ``BASE/.tmp-<version>-<pid>[-<token>]`` directories whose process is gone (an export killed
     mid-way); a live process's temporary is never touched. Returns the names removed."""
@@ -78,15 +66,6 @@ def remove_stale_temporaries(base):
             shutil.rmtree(os.path.join(base, name), ignore_errors=True)
             removed.append(name)
     return removed
-
-
-def file_digest(path, chunk=1 << 20):
-    """SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def version_files(directory):
@@ -134,16 +113,14 @@ def export_run(run_dir, base, *, version=None, formats=FORMATS, rule=None, candi
     ``target`` against the second, and the card's figures measured against the third. By default
     fresh draws of the run's generated dataset, or three disjoint parts of a fixed one.
     """
-    from tfgan_mix.training.train import load_run, read_run_info
-
     formats = _check_formats(formats)
     if version is not None and int(version) < 1:
         raise ValueError(f"version must be a positive integer, got {version}")
     if version is not None and os.path.exists(os.path.join(base, str(int(version)))):
         raise FileExistsError(f"{os.path.join(base, str(int(version)))} already exists; versions are immutable, "
                               "choose another --version")
-    model = float32_model(load_run(run_dir))  # calibrate on what is exported
-    fit_part, calibrate_part, measure_part = heldout or heldout_parts(read_run_info(run_dir))
+    model = float32_model(runs.load_run(run_dir))  # calibrate on what is exported
+    fit_part, calibrate_part, measure_part = heldout or heldout_parts(runs.read_run_info(run_dir))
     rejection = calibrate(model, rule, candidates, real=fit_part.x, threshold=threshold,
                           judge=calibration.OutlierJudge(calibrate_part, calibration.CALIBRATION_JUDGES),
                           target=target, floor=floor)

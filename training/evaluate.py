@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgan_mix import metrics as M
+from tfgan_mix import runs
 
 # Metrics that pair every sample with every real point are computed on at most this many of each.
 MAX_PAIRWISE = 5000
@@ -62,9 +63,7 @@ def evaluate_run(run_dir, dataset, num_samples=5000, json_path=None, seed=0, pic
 
     Returns ``(metrics, written_paths)``.
     """
-    from tfgan_mix.training.train import load_run
-
-    model = load_run(run_dir)
+    model = runs.load_run(run_dir)
     if tuple(model.config.data_shape) != tuple(dataset.example_shape):
         raise ValueError(
             f"the model makes samples of shape {tuple(model.config.data_shape)} but {dataset.name} "

@@ -223,7 +223,7 @@ def remove_stale_temporaries(run_dir):
     """Delete half-written files that a killed process left behind (the model's temporary save and
     run.json's), unless the process that named them is still running."""
     runs.remove_stale_temporaries(run_dir)
-    for path in glob.glob(os.path.join(run_dir, "*.json.tmp")):  # run.json.s temporary as earlier versions named it
+    for path in glob.glob(os.path.join(run_dir, "*.json.tmp")):  # run.json's temporary as earlier versions named it
         os.remove(path)
 
 
