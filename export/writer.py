@@ -197,7 +197,7 @@ def measure_sampler(sampler, heldout, rows=CARD_SAMPLES):
         "generator_shares_accepted": M.generator_usage(out["generator"][out["accepted"]], k).tolist()
         if len(accepted) else None,
     }
-    if heldout.name == "parabolas":
+    if "uncovered_share" in heldout.extra_metrics:
         gap = lambda s: M.coverage_gap(heldout.x, s, M.PAPER_COVERAGE_EPSILON)  # noqa: E731
         measured.update(uncovered_share_raw=gap(raw), uncovered_share_accepted=_if_any(gap, accepted),
                         coverage_epsilon=M.PAPER_COVERAGE_EPSILON)

@@ -24,6 +24,10 @@ class Dataset:
     are converted, and refused with a ``DataError`` when a finite value would overflow float32.
 
     ``centres`` (num_modes, d) and ``stds`` (num_modes,) are set for Gaussian mixtures only.
+    ``extra_metrics`` names the metrics that apply beyond every dataset's general ones and the
+    mixture ones (which follow from ``centres``): ``"uncovered_share"``, the share of real points
+    with no sample within epsilon (paper 000, section 4.2), for points lying exactly on curves.
+    Evaluation and the export's model card read it instead of checking dataset names.
     """
 
     name: str
@@ -34,6 +38,7 @@ class Dataset:
     stds: np.ndarray | None = None
     num_modes: int | None = None
     description: str = ""
+    extra_metrics: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.kind not in KINDS:

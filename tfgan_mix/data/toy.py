@@ -88,7 +88,7 @@ def load(name, num_examples=None, seed=0):
         u = rng.uniform(*PARABOLAS_X_RANGE, size=n)
         y = np.where(labels == 0, u**2 - 1, 1 - u**2)
         return Dataset(name, np.stack([u, y], axis=1), "points", labels=labels, num_modes=2,
-                       description=DATASETS[name])
+                       description=DATASETS[name], extra_metrics=("uncovered_share",))
     centres, std, weights, default_size, description = _MIXTURES[name]
     labels = _shuffled_labels(split_counts(num_examples or default_size, weights), rng)
     stds = np.full(len(centres), std)
