@@ -951,9 +951,8 @@ def _write_atomically(path, text):
 SECTIONS = tuple(study.__name__ for study in STUDIES) + ("speed",)
 
 
-def previous_results(out_dir, profile, selected=()):
-    """The results.json a partial run (``only``) merges into; refuses a missing or other-profile one,
-    or one without a table for a section this run does not make (``selected`` are made now)."""
+def previous_results(out_dir, profile):
+    """The results.json a partial run (``only``) merges into; refuses a missing or other-profile one."""
     path = os.path.join(out_dir, "benchmarks", "results.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"--only needs an earlier full report to merge into, and {path} does not exist; "
@@ -963,9 +962,6 @@ def previous_results(out_dir, profile, selected=()):
     if previous["profile"]["name"] != profile.name:
         raise ValueError(f"{path} is from the {previous['profile']['name']} profile, this run is {profile.name}; "
                          "one report cannot mix profiles")
-    missing = set(SECTIONS[:-1]) - {t["key"] for t in previous["tables"]} - set(selected)
-    if missing:
-        raise ValueError(f"{path} has no table for {', '.join(sorted(missing))}; run without --only first")
     previous.setdefault("runs", [{"command": "tfgan-mix bench", "sections": list(SECTIONS),
                                   "minutes": previous["seconds"] / 60, "finished": None}])
     return previous
@@ -979,7 +975,7 @@ def run_bench(out_dir, quick=False, work_dir=None, only=None, log=print, command
     unknown = [name for name in selected if name not in SECTIONS]
     if unknown or not selected:
         raise ValueError(f"unknown bench section(s) {unknown or selected}; choose from {', '.join(SECTIONS)}")
-    previous = previous_results(out_dir, profile, selected) if only is not None else None  # before any training
+    previous = previous_results(out_dir, profile) if only is not None else None  # before any training
     os.makedirs(out_dir, exist_ok=True)
     own_work = work_dir is None
     work_dir = work_dir or tempfile.mkdtemp(prefix="tfgan-mix-bench-")
@@ -989,7 +985,9 @@ def run_bench(out_dir, quick=False, work_dir=None, only=None, log=print, command
         # Speed first, while nothing else has warmed or filled memory.
         speed_result = speed(profile, work_dir, log) if "speed" in selected else previous["speed"]
         old_tables = {t["key"]: Table(**t) for t in previous["tables"]} if previous else {}
-        tables = [study(bench) if study.__name__ in selected else old_tables[study.__name__] for study in STUDIES]
+        # A section never run yet (added since the earlier report) has no table until it is asked for.
+        tables = [study(bench) if study.__name__ in selected else old_tables[study.__name__] for study in STUDIES
+                  if study.__name__ in selected or study.__name__ in old_tables]
         timings = _merged_timings(previous, [t for t in tables if t.key in selected], bench.timings)
         runs = (previous["runs"] if previous else []) + [{
             "command": command, "sections": selected, "minutes": (time.perf_counter() - start) / 60,
