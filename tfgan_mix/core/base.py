@@ -22,6 +22,15 @@ Distribution rules (docs/ARCHITECTURE.md, "Distribution rules"), enforced here o
   replicas draws exactly the noise a single device would;
 * shapes are static (batch size from the data's static shape), so every step compiles with XLA.
 
+Methods that need a statistic of the global batch use the helpers below (``global_gather``,
+``global_sum``, ``global_mean``, ``replica_id``; also on the class) rather than talking to
+``tf.distribute`` themselves.
+
+What else a method may use: ``make_config`` (options -> config, checked), ``current_step`` (the
+train step being run), ``make_optimizer`` and ``update_player`` (a third player's optimizer and
+update, as the base's two), ``extra_optimizers`` (saved and restored with the compile config), and
+the plain helpers ``real_part``, ``static_batch_size`` and ``per_example_total``.
+
 Precision: ``precision="mixed_float16"|"mixed_bfloat16"`` builds every sub-layer under that Keras
 dtype policy; variables, routers, logits, samples and losses stay float32 (see ``dtype_policy``).
 """
@@ -39,6 +48,8 @@ from tfgan_mix.losses import get_loss_family, gradient_penalty
 NOISE_PRIORS = ("uniform", "normal")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 SALTS_PER_STEP = 64  # distinct noise draws one train step may make (critic steps + generator step)
+EVALUATION_SALT = SALTS_PER_STEP - 1  # the draw of ``test_step``
+METHOD_SALT = SALTS_PER_STEP - 2  # free for one draw of a method's own (a third player, a partitioner)
 
 
 @dataclasses.dataclass
@@ -112,6 +123,53 @@ class Step:
     noise: dict
 
 
+# ---------------------------------------------------------------------- distribution helpers
+# Every replica runs these with its own slice of the global batch. Outside a replica context (a
+# model built or called under ``strategy.scope()``) and on one device they act on the local value.
+def num_replicas():
+    """The replicas in sync under the current strategy (1 without one)."""
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def replica_id():
+    """This replica's index (its slice of the global batch is rows ``id * B ... id * B + B - 1``),
+    an int32 scalar; 0 on one device and outside a replica context."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return tf.constant(0, tf.int32)
+    return tf.cast(context.replica_id_in_sync_group, tf.int32)
+
+
+def global_gather(x):
+    """The global batch of ``x`` (B, ...): every replica's rows in replica order, (N B, ...), with
+    the static shape kept (an all-gather loses it). Every replica gets the same tensor."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return x
+    replicas = context.num_replicas_in_sync
+    return tf.reshape(context.all_gather(x, axis=0), [x.shape[0] * replicas, *x.shape[1:]])
+
+
+def global_sum(x):
+    """``x`` summed over the replicas (an all-reduce); gradients flow through it."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return x
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, x)
+
+
+def global_mean(per_example):
+    """Mean over the *global* batch of ``per_example`` (B, ...) along its first axis: the statistic
+    (and its gradient) one device would compute on the whole batch."""
+    local_sum = tf.reduce_sum(per_example, axis=0)
+    batch = tf.cast(tf.shape(per_example)[0], per_example.dtype)
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return local_sum / batch
+    total = context.all_reduce(tf.distribute.ReduceOp.SUM, local_sum)
+    return total / (batch * context.num_replicas_in_sync)
+
+
 class MixtureGAN(keras.Model):
     """Base class of every mixture-of-generators GAN. See the module docstring for the hooks."""
 
@@ -124,9 +182,19 @@ class MixtureGAN(keras.Model):
     # Outlier-rejection rules of the exported sampler (export/rules.py), by name; methods add their own.
     rejection_rules = ("none", "manifold", "discriminator", "drs", "router", "truncation")
     default_rejection = "manifold"  # measured against the others in README, "Choosing the rejection rule"
+    # Optimizers a method's ``compile`` adds to d_optimizer and g_optimizer (attribute and keyword
+    # name, e.g. "np_optimizer"): serialised with the compile config and restored with the model.
+    extra_optimizers = ()
+
+    # The distribution helpers (module functions above), for methods: ``self.global_mean(x)``.
+    num_replicas = staticmethod(num_replicas)
+    replica_id = staticmethod(replica_id)
+    global_gather = staticmethod(global_gather)
+    global_sum = staticmethod(global_sum)
+    global_mean = staticmethod(global_mean)
 
     def __init__(self, name=None, **options):
-        config = self._make_config(options)
+        config = self.make_config(options)
         # The model itself stays float32 so noise enters uncast (float16 uniforms would bias the
         # inverse-CDF generator choice); its sub-layers take ``precision`` below.
         super().__init__(name=name or self.method_name or type(self).__name__.lower(), dtype="float32")
@@ -138,7 +206,9 @@ class MixtureGAN(keras.Model):
 
     # ------------------------------------------------------------------ configuration
     @classmethod
-    def _make_config(cls, options):
+    def make_config(cls, options):
+        """The method's config from a dict of options: unknown names and too many generators are
+        refused with a message naming the valid options (as the constructor does)."""
         unknown = sorted(set(options) - set(cls.config_class.field_names()))
         if unknown:
             raise ValueError(
@@ -152,6 +222,8 @@ class MixtureGAN(keras.Model):
                 f"got num_generators={config.num_generators}"
             )
         return config
+
+    _make_config = make_config  # the former private name, until every caller uses make_config
 
     def get_config(self):
         return {"name": self.name, **dataclasses.asdict(self.config)}
@@ -227,12 +299,12 @@ class MixtureGAN(keras.Model):
 
     def draw_training_noise(self, local_batch, step, salt):
         """This replica's slice of the global batch's noise for update ``salt`` of train step ``step``."""
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        replicas = num_replicas()
         seed = tf.stack([tf.constant(self.config.seed, tf.int64), tf.cast(step, tf.int64) * SALTS_PER_STEP + salt])
         noise = self.sample_noise(local_batch * replicas, seed, self.training_noise_spec())
         if replicas == 1:
             return noise
-        replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int32)
+        replica = replica_id()
         return {
             name: tf.slice(value, [replica * local_batch] + [0] * (len(value.shape) - 1), [local_batch, *value.shape[1:]])
             for name, value in noise.items()
@@ -315,11 +387,17 @@ class MixtureGAN(keras.Model):
         """
         c = self.config
         kwargs.pop("optimizer", None)
-        self.d_optimizer = _loss_scaled(_optimizer(d_optimizer, c.d_learning_rate, c), c.precision)
-        self.g_optimizer = _loss_scaled(_optimizer(g_optimizer, c.g_learning_rate, c), c.precision)
+        self.d_optimizer = self.make_optimizer(d_optimizer, c.d_learning_rate)
+        self.g_optimizer = self.make_optimizer(g_optimizer, c.g_learning_rate)
         super().compile(optimizer=self.g_optimizer, **kwargs)
         self.d_optimizer.build(self.discriminator_variables)
         self.g_optimizer.build(self.generator_variables)
+
+    def make_optimizer(self, given, learning_rate):
+        """``given`` (an optimizer or its identifier) or Adam at ``learning_rate`` with the config's
+        betas and amsgrad; wrapped for dynamic loss scaling under ``mixed_float16``."""
+        c = self.config
+        return loss_scaled(_optimizer(given, learning_rate, c), c.precision)
 
     def get_compile_config(self):
         return {
@@ -327,30 +405,46 @@ class MixtureGAN(keras.Model):
             "g_optimizer": keras.optimizers.serialize(self.g_optimizer),
             "jit_compile": self.jit_compile,
             "steps_per_execution": self.steps_per_execution,
+            **{key: keras.optimizers.serialize(getattr(self, key)) for key in self.extra_optimizers},
         }
 
     def compile_from_config(self, config):
         config = dict(config)
         for key in ("d_optimizer", "g_optimizer"):
             config[key] = keras.optimizers.deserialize(config[key])
+        for key in self.extra_optimizers:
+            if key in config:
+                config[key] = keras.optimizers.deserialize(config[key])
         self.compile(**config)
 
     # ------------------------------------------------------------------ training
+    @property
+    def current_step(self):
+        """The train step being run: the generator optimizer's update count (an int64 variable;
+        read it with ``tf.identity`` before the generator's update if the step needs it after),
+        or a constant 0 before ``compile`` (while the model is first traced)."""
+        optimizer = getattr(self, "g_optimizer", None)
+        return tf.constant(0, tf.int64) if optimizer is None else optimizer.iterations
+
     def train_step(self, data):
-        real = _real_part(data)
-        local_batch = _static_batch(real)
-        step = self.g_optimizer.iterations
+        real = real_part(data)
+        local_batch = static_batch_size(real)
+        step = self.current_step
         for critic_step in range(self.config.d_steps):
             self._update("d", Step(real, self.draw_training_noise(local_batch, step, critic_step)))
         self._update("g", Step(real, self.draw_training_noise(local_batch, step, self.config.d_steps)))
         return self._logs()
 
     def test_step(self, data):
-        real = _real_part(data)
-        step = Step(real, self.draw_training_noise(_static_batch(real), self.g_optimizer.iterations, SALTS_PER_STEP - 1))
+        step = self.evaluation_step(data)
         for player, terms in (("d", self.discriminator_losses(step)), ("g", self.generator_losses(step))):
-            self._record(player, terms, _total(terms, _static_batch(real)))
+            self._record(player, terms, per_example_total(terms, static_batch_size(step.real)))
         return self._logs()
+
+    def evaluation_step(self, data):
+        """The ``Step`` ``test_step`` scores: the real batch of ``data`` and its own noise draw."""
+        real = real_part(data)
+        return Step(real, self.draw_training_noise(static_batch_size(real), self.current_step, EVALUATION_SALT))
 
     def _logs(self):
         logs = {name: tracker.result() for name, tracker in self._trackers.items()}
@@ -361,16 +455,20 @@ class MixtureGAN(keras.Model):
         return logs
 
     def _update(self, player, step):
-        losses_fn, variables, optimizer = (
-            (self.discriminator_losses, self.discriminator_variables, self.d_optimizer)
-            if player == "d"
-            else (self.generator_losses, self.generator_variables, self.g_optimizer)
-        )
-        batch = _static_batch(step.real)
-        global_batch = batch * tf.distribute.get_strategy().num_replicas_in_sync
+        if player == "d":
+            self.update_player("d", self.discriminator_losses, self.discriminator_variables, self.d_optimizer, step)
+        else:
+            self.update_player("g", self.generator_losses, self.generator_variables, self.g_optimizer, step)
+
+    def update_player(self, player, losses_fn, variables, optimizer, step):
+        """One update of ``variables`` on ``losses_fn(step)`` (per-example terms averaged over the
+        global batch), logged as ``{player}_loss`` and each term. The base's D and G updates; a
+        method with a third player (NPGAN's noise prior) runs its update through this too."""
+        batch = static_batch_size(step.real)
+        global_batch = batch * num_replicas()
         with tf.GradientTape() as tape:
             terms = losses_fn(step)
-            per_example = _total(terms, batch)
+            per_example = per_example_total(terms, batch)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
             scaled = optimizer.scale_loss(loss)  # the loss itself unless loss scaling is on
         grads = tape.gradient(scaled, variables)
@@ -403,8 +501,9 @@ class MixtureGAN(keras.Model):
 def choose_from_uniform(probs, u):
     """Categorical draw by inverse CDF: the index i with cdf_{i-1} <= u < cdf_i. (B, K), (B,) -> (B,)
 
-    Written with cumsum and a comparison (no random op) so the same uniforms give the same choice
-    in Keras, SavedModel and ONNX.
+    ``probs`` may also be one distribution ``(K,)`` shared by every row of ``u``. Written with cumsum
+    and a comparison (no random op) so the same uniforms give the same choice in Keras, SavedModel
+    and ONNX.
     """
     cdf = tf.cumsum(probs, axis=-1)
     index = tf.reduce_sum(tf.cast(cdf <= u[:, None], tf.int32), axis=-1)
@@ -446,11 +545,13 @@ def _optimizer(given, learning_rate, config):
     )
 
 
-def _real_part(data):
+def real_part(data):
+    """The real batch of what ``fit`` gives a train step (``x`` or ``(x, ...)``)."""
     return data[0] if isinstance(data, (tuple, list)) else data
 
 
-def _static_batch(real):
+def static_batch_size(real):
+    """The batch's static size; an error naming the fix when the dataset has none."""
     batch = real.shape[0]
     if batch is None:
         raise ValueError(
@@ -460,15 +561,20 @@ def _static_batch(real):
     return batch
 
 
-def _total(terms, batch):
+def per_example_total(terms, batch):
     """Sum of the loss terms per example, in float32; a batch-level (scalar) term is broadcast to (B,)."""
     return tf.add_n([tf.broadcast_to(tf.cast(value, tf.float32), [batch]) for value in terms.values()])
 
 
-def _loss_scaled(optimizer, precision):
+def loss_scaled(optimizer, precision):
+    """``optimizer`` wrapped in a ``LossScaleOptimizer`` under ``mixed_float16`` (once), else itself."""
     if precision == "mixed_float16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+# Former private names, until every method imports the public ones.
+_real_part, _static_batch, _total, _loss_scaled = real_part, static_batch_size, per_example_total, loss_scaled
 
 
 @contextlib.contextmanager
