@@ -170,7 +170,7 @@ def train(spec, dataset, out_dir, strategy=None, jit_compile="auto", verbose=1, 
     """
     strategy = strategy or tf.distribute.get_strategy()
     options = spec.model_options(dataset)
-    get_method(spec.method)._make_config(options)  # bad options fail before anything is written
+    get_method(spec.method).make_config(options)  # bad options fail before anything is written
     global_batch = spec.batch_size
     steps_per_epoch, epochs = epoch_plan(spec.steps, spec.epoch_steps)
     if spec.steps_per_execution < 1 or steps_per_epoch % spec.steps_per_execution:
