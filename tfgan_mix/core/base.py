@@ -41,11 +41,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfgan_mix import constants
 from tfgan_mix.backbones import build_discriminator
 from tfgan_mix.layers import GeneratorBank
 from tfgan_mix.losses import get_loss_family, gradient_penalty
 
-NOISE_PRIORS = ("uniform", "normal")
+NOISE_PRIORS = constants.LATENT_PRIORS
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 SALTS_PER_STEP = 64  # distinct noise draws one train step may make (critic steps + generator step)
 EVALUATION_SALT = SALTS_PER_STEP - 1  # the draw of ``test_step``
