@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from tfgan_mix.data import DataError, Dataset
+from tfgan_mix.data.dataset import DataError, Dataset
 
 
 def load_file(path):

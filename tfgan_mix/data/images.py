@@ -4,7 +4,7 @@ Pixels are scaled to [-1, 1]; images have shape (n, height, width, channels).
 """
 import numpy as np
 
-from tfgan_mix.data import DataError, Dataset
+from tfgan_mix.data.dataset import DataError, Dataset
 
 DIGITS_MAX_PIXEL = 16.0  # load_digits pixels are integers 0..16
 STACKED_CHANNELS = 3  # stacked MNIST protocol: one digit per channel, 10**3 = 1000 modes

@@ -4,7 +4,7 @@ Papers (see the project's papers folder): 000 NPGAN, 001 MIX+GAN on artificial d
 """
 import numpy as np
 
-from tfgan_mix.data import Dataset
+from tfgan_mix.data.dataset import Dataset
 
 # --- gaussians3: paper 000, section 4.1: three 2-D Gaussians sampled 7000, 5000 and 3000 times.
 GAUSSIANS3_COUNTS = (7000, 5000, 3000)  # paper 000
