@@ -19,6 +19,11 @@
 
 Bad input (unknown method or dataset, invalid data file, bad option) is reported in one line
 on stderr with exit status 2, before any output directory is created.
+
+``--help`` and the listing commands (methods, datasets, presets) load no TensorFlow: everything
+imported at the top of this module is TensorFlow-free (the registry reads method names from the
+method files' source). The commands that train, evaluate, sample, export, serve or benchmark import
+their TensorFlow modules inside their own function, which is the only reason those imports sit there.
 """
 import argparse
 import json
@@ -27,9 +32,14 @@ import sys
 import threading
 import time
 
+import numpy as np
+
+from tfgan_mix import constants
+from tfgan_mix.core import get_method, list_methods
+from tfgan_mix.data import list_datasets, load_dataset
+from tfgan_mix.training import presets
+
 EXIT_BAD_INPUT = 2
-DEFAULT_BATCH_SIZE = 256
-DEFAULT_EPOCH_STEPS = 500  # TrainSpec's default; kept here so --help works without importing TensorFlow
 
 
 def main(argv=None):
@@ -37,7 +47,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     # Device layout must be fixed before TensorFlow starts, so it happens before any TF import.
     if getattr(args, "strategy", None) == "mirrored" and getattr(args, "devices", None):
-        from tfgan_mix.training.strategy import split_cpu
+        from tfgan_mix.training.strategy import split_cpu  # TensorFlow: only for this command
 
         split_cpu(args.devices)
     try:
@@ -50,28 +60,21 @@ def main(argv=None):
 
 # ---------------------------------------------------------------------- commands
 def cmd_methods(args):
-    from tfgan_mix import list_methods
-
     print("\n".join(list_methods()))
 
 
 def cmd_datasets(args):
-    from tfgan_mix.data import list_datasets
-
     print("\n".join(list_datasets()))
     print("tfds:NAME[:SPLIT]\nPATH.npy | PATH.csv")
 
 
 def cmd_presets(args):
-    from tfgan_mix.training import presets
-
     for name in presets.list_presets():
         print(f"{name:24s} {presets.load(name).get('source', '')}")
 
 
 def cmd_train(args):
-    from tfgan_mix.core import get_method
-    from tfgan_mix.data import load_dataset
+    # TensorFlow modules: imported per command, see the module docstring.
     from tfgan_mix.training import train as T
     from tfgan_mix.training.strategy import make_strategy
 
@@ -107,8 +110,7 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    from tfgan_mix.data import load_dataset
-    from tfgan_mix.training.evaluate import evaluate_run
+    from tfgan_mix.training.evaluate import evaluate_run  # TensorFlow: see the module docstring
 
     dataset = load_dataset(args.data, seed=args.seed)
     metrics, paths = evaluate_run(args.run_dir, dataset, num_samples=args.num_samples, json_path=args.json,
@@ -129,7 +131,7 @@ def cmd_sample(args):
     source = args.run_dir
     exported = any(os.path.exists(os.path.join(source, f)) for f in ("sampler.json", "saved_model.pb"))
     if source.endswith(".onnx") or exported:
-        from tfgan_mix.export import client
+        from tfgan_mix.export import client  # TensorFlow (through the writer): see the module docstring
 
         if source.endswith(".onnx") and not os.path.isfile(source):
             raise FileNotFoundError(f"{source} does not exist")
@@ -146,7 +148,7 @@ def cmd_sample(args):
         print(f"acceptance rate {rate:.4f}")
         print(f"wrote {args.n} accepted samples to {args.out}")
         return 0
-    from tfgan_mix.training.train import load_run
+    from tfgan_mix.training.train import load_run  # TensorFlow: see the module docstring
 
     samples, _ = load_run(source).sample(args.n, seed=args.seed)
     _save_npy(samples, args.out)
@@ -155,8 +157,6 @@ def cmd_sample(args):
 
 def _save_npy(array, path):
     """Write to a temporary name and rename, so no half-written file is ever left at ``path``."""
-    import numpy as np
-
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp.npy"
     np.save(tmp, array)
@@ -164,7 +164,7 @@ def _save_npy(array, path):
 
 
 def cmd_export(args):
-    from tfgan_mix.export.writer import export_run
+    from tfgan_mix.export.writer import export_run  # TensorFlow: see the module docstring
 
     path = export_run(args.run_dir, args.out, version=args.version, formats=args.formats, rule=args.reject,
                       candidates=args.candidates, threshold=args.threshold, target=args.outlier_target,
@@ -179,7 +179,7 @@ def cmd_export(args):
 
 
 def cmd_serve(args):
-    from tfgan_mix.serving.model_server import serve
+    from tfgan_mix.serving.model_server import serve  # TensorFlow: see the module docstring
 
     server = serve(args.base, name=args.name, host=args.host, port=args.port, grpc_port=args.grpc_port,
                    keep_versions=args.keep_versions, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
@@ -197,8 +197,7 @@ def cmd_serve(args):
 
 def cmd_demo(args):
     """The main job on a built-in default: NPGAN on the three unequal Gaussians (paper 000)."""
-    from tfgan_mix.data import load_dataset
-    from tfgan_mix.training import presets
+    # TensorFlow modules: imported per command, see the module docstring.
     from tfgan_mix.training import train as T
     from tfgan_mix.training.evaluate import evaluate_run
 
@@ -227,6 +226,7 @@ def cmd_demo(args):
 def _demo_serve(run_dir):
     """Export the demo run as a sampler and draw from its ONNX file, as a client would: raw
     against served figures from the model card, and the served samples written to .npy."""
+    # TensorFlow modules: imported per command, see the module docstring.
     from tfgan_mix.export import client
     from tfgan_mix.export.writer import export_run
 
@@ -244,7 +244,7 @@ def _demo_serve(run_dir):
 
 def cmd_bench(args):
     """Regenerate BENCHMARKS.md (fidelity tables of papers 000-004 and speed) from measured runs."""
-    from tfgan_mix.training.bench import run_bench
+    from tfgan_mix.training.bench import run_bench  # TensorFlow: see the module docstring
 
     if args.work and os.path.exists(args.work) and os.listdir(args.work):
         raise FileExistsError(f"--work {args.work} is not empty; give an empty or new folder")
@@ -259,16 +259,12 @@ def cmd_bench(args):
 # ---------------------------------------------------------------------- option parsing
 def _apply_preset(args):
     """Fill what the command line left out from ``--preset``; explicit flags win."""
-    preset = {}
-    if args.preset:
-        from tfgan_mix.training import presets
-
-        preset = presets.load(args.preset)
+    preset = presets.load(args.preset) if args.preset else {}
     args.method = args.method or preset.get("method")
     args.data = args.data or preset.get("data")
     args.steps = args.steps or preset.get("steps")
     args.generators = args.generators or preset.get("generators")
-    args.batch_size = args.batch_size or preset.get("batch_size", DEFAULT_BATCH_SIZE)
+    args.batch_size = args.batch_size or preset.get("batch_size", constants.BATCH_SIZE)
     args.preset_options = preset.get("options", {})
     missing = [flag for flag, value in (("--method", args.method), ("--data", args.data), ("--steps", args.steps))
                if not value]
@@ -345,7 +341,7 @@ def _parser():
     p.add_argument("--generators", type=_positive_int, help="K: generators, latent components or partitions")
     p.add_argument("--steps", type=_positive_int, help="generator updates")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--batch-size", type=_positive_int, help=f"global batch size (default {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--batch-size", type=_positive_int, help=f"global batch size (default {constants.BATCH_SIZE})")
     p.add_argument("--preset", help="a paper experiment's settings (see `tfgan-mix presets`); flags override it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker", "tpu"])
@@ -358,7 +354,7 @@ def _parser():
                    help="compute dtype of the networks (variables, routers and losses stay float32)")
     p.add_argument("--config", help="JSON file of method options")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option (repeatable)")
-    p.add_argument("--epoch-steps", type=_positive_int, default=DEFAULT_EPOCH_STEPS,
+    p.add_argument("--epoch-steps", type=_positive_int, default=constants.EPOCH_STEPS,
                    help="steps between logs, sample pictures and backups (the most a crash can lose)")
     p.add_argument("--overwrite", action="store_true",
                    help="start over: replace a finished run, or an interrupted one (and its backup), in --out")
@@ -387,8 +383,9 @@ def _parser():
     p.add_argument("--reject", help="rejection rule (default: the method's): none, manifold, discriminator, drs, router, "
                                     "truncation, or a method's own")
     p.add_argument("--candidates", type=_positive_int,
-                   help="candidates drawn per output row (default 8; for methods whose generator choice depends "
-                        "on z, 8 over the smallest generator share, at most 64)")
+                   help=f"candidates drawn per output row (default {constants.CANDIDATES}; for methods whose "
+                        f"generator choice depends on z, {constants.CANDIDATES} over the smallest generator share, "
+                        f"at most {constants.MAX_CANDIDATES})")
     p.add_argument("--threshold", type=float, help="accept when the rule's score reaches this (default: calibrated)")
     p.add_argument("--outlier-target", type=_unit_fraction, default=0.001,
                    help="calibrate the threshold so at most this share of served samples are outliers")
@@ -402,13 +399,14 @@ def _parser():
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8501, help="REST port")
     p.add_argument("--grpc-port", type=int, default=8500)
-    p.add_argument("--max-body-bytes", type=_positive_int, default=1 << 20)
-    p.add_argument("--max-batch", type=_positive_int, default=1024)
+    p.add_argument("--max-body-bytes", type=_positive_int, default=constants.MAX_BODY_BYTES)
+    p.add_argument("--max-batch", type=_positive_int, default=constants.MAX_BATCH)
     p.add_argument("--keep-versions", type=_positive_int, default=1,
                    help="serve the newest N loadable versions (TF Serving's 'latest N' policy)")
-    p.add_argument("--idle-timeout", type=float, default=15.0,
+    p.add_argument("--idle-timeout", type=float, default=constants.IDLE_TIMEOUT_S,
                    help="seconds a connection may stay without sending a complete request header")
-    p.add_argument("--workers", type=_positive_int, default=4, help="predictions run at once per front")
+    p.add_argument("--workers", type=_positive_int, default=constants.SERVE_WORKERS,
+                   help="predictions run at once per front")
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("demo", help="train NPGAN on gaussians3, evaluate, draw pictures")
