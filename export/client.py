@@ -13,12 +13,13 @@ import re
 
 import numpy as np
 
+from tfgan_mix.constants import NOISE_CARD_NAMES
 from tfgan_mix.export.writer import CARD_FILE, file_digest, pid_alive
 
-_DRAW = {
-    "uniform(-1, 1)": lambda rng, shape: rng.uniform(-1.0, 1.0, shape),
-    "normal(0, 1)": lambda rng, shape: rng.standard_normal(shape),
-    "uniform(0, 1)": lambda rng, shape: rng.uniform(0.0, 1.0, shape),
+_DRAW = {  # the model card's noise distribution -> a numpy draw of it
+    NOISE_CARD_NAMES["uniform"]: lambda rng, shape: rng.uniform(-1.0, 1.0, shape),
+    NOISE_CARD_NAMES["normal"]: lambda rng, shape: rng.standard_normal(shape),
+    NOISE_CARD_NAMES["uniform01"]: lambda rng, shape: rng.uniform(0.0, 1.0, shape),
 }
 MAX_CARD_BYTES = 16 << 20  # a model card is a few kB; refuse to parse anything absurd
 MAX_ROW_ELEMENTS = 1 << 20  # floats per request row, noise or sample (a row of 16 candidates x 512 noise is 8192)

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgan_mix import runs
+from tfgan_mix.constants import NOISE_CARD_NAMES
 from tfgan_mix.export import calibration
 from tfgan_mix.export.sampler import Sampler, calibrate, float32_model
 from tfgan_mix.runs import file_digest, pid_alive
@@ -234,7 +235,7 @@ def _if_any(metric, samples):
 
 
 def _describe(distribution):
-    return {"uniform": "uniform(-1, 1)", "normal": "normal(0, 1)", "uniform01": "uniform(0, 1)"}[distribution]
+    return NOISE_CARD_NAMES[distribution]
 
 
 def heldout_parts(info, parts=3):

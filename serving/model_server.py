@@ -45,9 +45,9 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from tfgan_mix.constants import IDLE_TIMEOUT_S, MAX_BATCH, MAX_BODY_BYTES, SERVE_WORKERS
+
 DEFAULT_SIGNATURE = "serving_default"
-MAX_BODY_BYTES = 1 << 20
-MAX_BATCH = 1024
 MAX_ELEMENTS = 1 << 22  # per input, for signatures whose row shape has unknown dims
 REJECTED_ROWS_KEY = "rejected-rows"  # gRPC trailing metadata
 _VERSION_TEXT = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and it fits an int64
@@ -61,9 +61,9 @@ class Limits:
 
     max_body_bytes: int = MAX_BODY_BYTES  # REST body and gRPC message
     max_batch: int = MAX_BATCH  # rows per request
-    idle_timeout_s: float = 15.0  # a connection that sends no complete request header within this is closed
+    idle_timeout_s: float = IDLE_TIMEOUT_S  # a connection that sends no complete request header within this is closed
     body_timeout_s: float = 30.0  # a request body must arrive within this (408 otherwise)
-    workers: int = 4  # predictions running at once (REST and gRPC each)
+    workers: int = SERVE_WORKERS  # predictions running at once (REST and gRPC each)
     max_connections: int = 256  # REST: above this many connections or requests, 503
     backlog: int = 1024  # listen queue of the REST socket
     max_concurrent_rpcs: int = 64  # gRPC: above this, RESOURCE_EXHAUSTED

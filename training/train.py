@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfgan_mix import runs
+from tfgan_mix import constants, runs
 from tfgan_mix.core import get_method
 # MODEL_FILE, RUN_FILE, load_run and read_run_info live in tfgan_mix.runs (export reads runs too);
 # they stay importable from here.
@@ -48,10 +48,10 @@ class TrainSpec:
     data: str
     steps: int
     num_generators: int | None = None
-    batch_size: int = 256
+    batch_size: int = constants.BATCH_SIZE
     seed: int = 0
     options: dict = dataclasses.field(default_factory=dict)
-    epoch_steps: int = 500  # steps between logs, pictures and backups
+    epoch_steps: int = constants.EPOCH_STEPS  # steps between logs, pictures and backups
     steps_per_execution: int = 1  # train steps per call into the compiled function (TPUs want many)
 
     def model_options(self, dataset):
