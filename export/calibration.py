@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from scipy import stats
 
+from tfgan_mix import constants
 from tfgan_mix import metrics as M
 from tfgan_mix.export.rules import Manifold, ball_ratio
 
@@ -133,7 +134,7 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
                        float(min_rows[best]), bool(meets[best]), int(len(scores)))
 
 
-def default_candidates(model, matched, base=8, most=64):
+def default_candidates(model, matched, base=constants.CANDIDATES, most=constants.MAX_CANDIDATES):
     """Candidates per row: ``base`` where a row's candidates share its generator; where the choice
     depends on z only ~share_i of them route to the row's generator i, so ``base`` / (the smallest
     share) of them, at most ``most``."""
