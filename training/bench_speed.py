@@ -5,7 +5,9 @@
   each K, with XLA on and off.
 * ``matmul_peak_gflops`` and ``training_step_gflops``: the machine's float32 matmul peak, and the
   achieved GFLOP/s of a whole ``train_step`` on axes1024-sized MLPs (5 layers of 1024, batch 256);
-  the step's FLOPs are counted by TensorFlow's graph profiler, not estimated by hand.
+  the step's FLOPs are counted from its traced graph by ``bench_flops`` (every contraction: MatMul,
+  BatchMatMul, Einsum, Conv; the ops TensorFlow runs, not the gradients it prunes), not estimated by
+  hand.
 * ``sampling_throughput``: samples/s of the exported sampler through Keras, the SavedModel
   signature, onnxruntime, REST and gRPC at several batch sizes, and server latency percentiles
   under a bounded concurrent load.
@@ -21,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgan_mix.layers import GeneratorBank
+from tfgan_mix.training import bench_flops
 
 
 def median_seconds(function, repeats):
@@ -94,27 +97,35 @@ def matmul_peak_gflops(n=2048, repeats=10):
 
 
 def graph_flops(concrete_function):
-    """FLOPs of one call of a traced function, counted by TensorFlow's graph profiler."""
-    from tensorflow.python.profiler import model_analyzer, option_builder
-
-    options = option_builder.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    profile = model_analyzer.profile(concrete_function.graph, options=options)
-    return profile.total_float_ops
+    """FLOPs of one call of a traced function: ``bench_flops.graph_flops``'s total (contractions x 2)."""
+    return bench_flops.graph_flops(concrete_function).total
 
 
-def training_step_gflops(method="gan", width=1024, layers=5, batch=256, data_dim=1024, repeats=5):
-    """{flops_per_step, seconds_per_step, gflops} of ``method``'s train_step on axes1024-sized nets."""
+def _axes_step(method, width, layers, batch, data_dim):
+    """``method``'s train_step as a tf.function on axes1024-sized nets, and a real batch for it."""
     from tfgan_mix.training.train import build_model
 
     hidden = (width,) * (layers - 2)  # paper 001's "5 layers": input, 3 hidden of 1024, output
     options = {"data_shape": (data_dim,), "latent_dim": 100, "generator_units": hidden, "discriminator_units": hidden}
     model = build_model(method, options)
     real = tf.random.stateless_normal([batch, data_dim], [3, 4])
-    step = tf.function(model.train_step)
-    flops = graph_flops(step.get_concrete_function(real))
+    return tf.function(model.train_step), real
+
+
+def training_step_flops(method="gan", width=1024, layers=5, batch=256, data_dim=1024):
+    """``bench_flops.FlopCount`` of one ``method`` train_step on axes1024-sized nets (tracing only)."""
+    step, real = _axes_step(method, width, layers, batch, data_dim)
+    return bench_flops.graph_flops(step.get_concrete_function(real))
+
+
+def training_step_gflops(method="gan", width=1024, layers=5, batch=256, data_dim=1024, repeats=5):
+    """{flops_per_step, seconds_per_step, gflops, flops_by_type} of ``method``'s train_step on
+    axes1024-sized nets; FLOPs counted by ``bench_flops`` from the traced step."""
+    step, real = _axes_step(method, width, layers, batch, data_dim)
+    count = bench_flops.graph_flops(step.get_concrete_function(real))
     seconds = median_seconds(lambda: step(real)["d_loss"].numpy(), repeats)
-    return {"method": method, "width": width, "layers": layers, "flops_per_step": flops, "seconds_per_step": seconds, "gflops": flops / seconds / 1e9}
+    return {"method": method, "width": width, "layers": layers, "flops_per_step": count.total,
+            "seconds_per_step": seconds, "gflops": count.total / seconds / 1e9, "flops_by_type": count.by_type}
 
 
 # ---------------------------------------------------------------------- item 8: sampling
