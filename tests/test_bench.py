@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tfgan_mix.training import bench
@@ -19,7 +20,8 @@ def _cli(*args, cwd=None):
                           cwd=cwd, timeout=1500)
 
 
-@pytest.mark.timeout(1500)  # the whole quick profile: about 6 minutes on 2 busy cores
+@pytest.mark.benchmark  # every section at the quick profile: over 10 minutes on 2 cores
+@pytest.mark.timeout(2400)
 def test_quick_bench_writes_every_table_and_measurement(tmp_path):
     result = _cli("bench", "--quick", "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -58,6 +60,63 @@ def test_quick_bench_writes_every_table_and_measurement(tmp_path):
     # The report shows the measured figures, not placeholders.
     peak = re.search(r"matmul peak .*\*\*([0-9.]+) GFLOP/s\*\*", report)
     assert peak and float(peak.group(1)) == pytest.approx(speed["matmul_peak_gflops"], abs=0.06)
+
+
+@pytest.mark.timeout(1200)
+def test_quick_sections_measure_raw_served_and_speed(tmp_path, monkeypatch):
+    """The suite's end-to-end bench check: one in-process study (paper003), one served-target
+    study (trained, exported, sampled from the ONNX file and the SavedModel) and the speed section,
+    at the quick profile, through ``run_bench``'s report writing."""
+    monkeypatch.setattr(bench, "STUDIES", (bench.paper003, bench.served_ring8))
+    path = bench.run_bench(str(tmp_path), quick=True, log=lambda m: None)
+    report = open(path).read()
+    assert "## Paper 003" in report and "## Served samples: ring8" in report and "profile **quick**" in report
+    results = json.loads((tmp_path / "benchmarks" / "results.json").read_text())
+    served = next(t for t in results["tables"] if t["key"] == "served_ring8")
+    (row,) = served["rows"]  # the quick profile serves one run per table
+    assert not row["errors"], row["errors"]
+    assert row["rule"] == "manifold" and 0.0 < row["acceptance"][0] <= 1.0
+    for key in ("raw", "rejected", "savedmodel"):  # raw, through ONNX, through the SavedModel
+        assert set(row[key]) == {"emd", "off_manifold", "modes", "mode_tv", "within_3_std"}, key
+        assert all(math.isfinite(v[0]) for v in row[key].values()), key
+    assert row["losses"] and "g_loss" in row["losses"][0]
+    paper003 = next(t for t in results["tables"] if t["key"] == "paper003")
+    assert paper003["rows"][0]["reference"] and len(paper003["rows"]) == 4
+    assert all(not r["errors"] and r["rejected"].get("emd") for r in paper003["rows"][1:])
+    speed = results["speed"]
+    assert {(r["k"], r["implementation"], r["xla"]) for r in speed["generator_bank"]} == {
+        (k, impl, xla) for k in bench.PROFILES["quick"].speed_ks
+        for impl in ("GeneratorBank (einsum)", "Python loop over K") for xla in (False, True)}
+    assert 0 < speed["training_step"]["gflops"] and 0 < speed["matmul_peak_gflops"]
+    throughput = {(r["path"], r["batch"]) for r in speed["sampling"] if "samples_per_s" in r}
+    assert throughput == {(p, b) for p in SAMPLING_PATHS for b in (1, 64, 4096)}
+    peak = re.search(r"matmul peak .*\*\*([0-9.]+) GFLOP/s\*\*", report)
+    assert peak and float(peak.group(1)) == pytest.approx(speed["matmul_peak_gflops"], abs=0.06)
+
+
+def test_target_note_names_every_seed_that_misses():
+    rows = [{"label": "a", "rejected": {"emd": [0.05, 0.08], "modes": [8, 8]}, "errors": []},
+            {"label": "b", "rejected": {"emd": [0.05, 0.2]}, "errors": []},
+            {"label": "c", "rejected": {}, "errors": ["seed 0: RuntimeError: x"]},
+            {"label": "untargeted", "rejected": {"emd": [9.0]}, "errors": []}]
+    goal = {"emd": ["<=", 0.0891], "modes": [">=", 8]}
+    table = bench.Table("t", "t", [], rows, {}, [], {"a": goal, "b": {"emd": goal["emd"]}, "c": goal})
+    note = bench.target_note(table)
+    met, missed = note.split("**Targets missed**")
+    assert "a" in met and "b" not in met and "untargeted" not in note
+    assert "b: emd <= 0.0891 missed on 1 of 2 seeds (0.0500, 0.2000)" in missed
+    assert "c: emd <= 0.0891 missed on 0 of 0 seeds (no figures)" in missed
+
+
+def test_own_mixtures_draw_their_weights_and_differ_from_the_paper_sets():
+    for mixture in bench.OWN_MIXTURES:
+        data = mixture.draw(seed=0, n=40_000)
+        shares = np.bincount(data.labels, minlength=len(mixture.centres)) / len(data.labels)
+        assert np.abs(shares - np.asarray(mixture.weights) / sum(mixture.weights)).max() < 0.01, mixture.name
+        assert len(set(mixture.weights)) > 1 and data.x.shape[1] in (2, 3, 10)
+        within = np.linalg.norm(data.x - data.centres[data.labels], axis=1) / data.stds[data.labels]
+        assert np.median(within) == pytest.approx(np.sqrt(data.x.shape[1] - 2 / 3), rel=0.1)  # chi median
+    assert {m.draw(0).x.shape[1] for m in bench.OWN_MIXTURES} == {2, 3, 10}
 
 
 def test_non_empty_work_folder_is_refused_before_anything_runs(tmp_path):

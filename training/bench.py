@@ -28,6 +28,7 @@ from tfgan_mix import metrics as M
 from tfgan_mix.core import get_method
 from tfgan_mix.core.base import GANConfig
 from tfgan_mix.data import Dataset, load_dataset
+from tfgan_mix.runs import write_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -934,18 +935,11 @@ def write_report(out_dir, profile, tables, speed_result, timings, runs):
              "| run | seed | steps | seconds |", "|---|---|---|---|"]
     body += [f"| {t['run']} | {t['seed']} | {t['steps']} | {t['seconds']:.0f} |" for t in timings] + [""]
     path = os.path.join(out_dir, "BENCHMARKS.md")
-    _write_atomically(path, "\n".join(header + body))
+    write_text(path, "\n".join(header + body))
     results = {"profile": dataclasses.asdict(profile), "runs": runs, "seconds": 60 * sum(r["minutes"] for r in runs),
                "tables": [dataclasses.asdict(t) for t in tables], "speed": speed_result, "timings": timings}
-    _write_atomically(os.path.join(out_dir, plot_dir, "results.json"), json.dumps(results, indent=1, default=float))
+    write_text(os.path.join(out_dir, plot_dir, "results.json"), json.dumps(results, indent=1, default=float))
     return path
-
-
-def _write_atomically(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 SECTIONS = tuple(study.__name__ for study in STUDIES) + ("speed",)
