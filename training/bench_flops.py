@@ -21,7 +21,8 @@ and ``While`` bodies, found in the graph's function library):
 What is not counted: element-wise ops (activations, bias adds, the optimizer's update), reductions
 (``Sum``, ``Mean``, ``BiasAddGrad``), data movement (transposes, concats, gathers) and random
 number generation. The count is the contractions' multiply-adds x 2, which is what a matmul peak
-in FLOP/s measures; TensorFlow's graph profiler counts ``MatMul``/``Conv2D`` but no ``Einsum``.
+in FLOP/s measures. (TensorFlow's graph profiler counts ``MatMul`` and ``Conv2D`` but no ``Einsum``,
+adds element-wise ops, and counts pruned ops too.)
 
 Only ops that run are counted: TensorFlow prunes, before running a function, every op that no
 output, no control output and no stateful op depends on (``PruneFunctionBody``), and so does this
@@ -30,7 +31,7 @@ through a generator whose variables the current update leaves alone); those ops 
 reported in ``FlopCount.pruned``, not in ``total``.
 
 A ``While`` body is counted once: its trip count is a runtime value; ``FlopCount.loops`` names every
-loop so a caller can scale. An ``If`` counts its most expensive branch. Every counted op needs fully
+loop so a caller can scale. An ``If`` or ``Case`` counts its most expensive branch. Every counted op needs fully
 defined static shapes (trace with a fixed batch size); an unknown dimension is an error naming the
 op. The dtype does not change the count.
 """
