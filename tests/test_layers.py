@@ -1,11 +1,12 @@
-"""GeneratorBank equals K separate generators; routers give valid, correctly structured probabilities."""
+"""GeneratorBank equals K separate generators, DiscriminatorBank n_D separate discriminators; routers
+give valid, correctly structured probabilities."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tfgan_mix.core.base import choose_from_uniform, select_generator
-from tfgan_mix.layers import GeneratorBank, SoftBinaryTree, SoftmaxGate
+from tfgan_mix.layers import DiscriminatorBank, GeneratorBank, SoftBinaryTree, SoftmaxGate
 from tfgan_mix.layers.gating import tree_paths
 
 K, LATENT, BATCH = 3, 5, 4
@@ -119,6 +120,93 @@ def test_bank_survives_serialisation():
     np.testing.assert_array_equal(bank(z).numpy(), clone(z).numpy())
 
 
+# ---------------------------------------------------------------------- discriminator bank
+N_D = 3
+
+
+def _discriminator_bank(backbone, groups=1):
+    if backbone == "mlp":
+        bank = DiscriminatorBank(N_D, (2,), units=(6, 7), groups=groups)
+    else:
+        bank = DiscriminatorBank(N_D, (5, 6, 2), backbone="dcgan", conv_filters=(4, 3), groups=groups)
+    for v in bank.trainable_variables:  # non-zero biases, so a bias wired to the wrong D_j would show
+        v.assign(tf.random.stateless_normal(v.shape, [2, len(v.name)]) * 0.3)
+    return bank
+
+
+def _discriminator_reference(bank, x, j):
+    """D_j on its own with library ops: matmuls, or tf.nn.conv2d with stride 2 and zero padding 1."""
+    (layers,) = bank.group_layers
+    if bank.backbone == "mlp":
+        h = tf.reshape(x, [x.shape[0], -1])
+        for i, (kernel, bias) in enumerate(layers):
+            h = tf.matmul(h, kernel[j]) + bias[j]
+            if i < len(layers) - 1:
+                h = _leaky(h)
+        return h[:, 0]
+    h = x
+    for kernel, bias in layers[:-1]:
+        w = tf.reshape(kernel[j], [3, 3, h.shape[-1], -1])
+        h = _leaky(tf.nn.conv2d(h, w, strides=2, padding=[[0, 0], [1, 1], [1, 1], [0, 0]]) + bias[j])
+    kernel, bias = layers[-1]
+    return (tf.matmul(tf.reshape(h, [h.shape[0], -1]), kernel[j]) + bias[j])[:, 0]
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "dcgan"])
+def test_discriminator_bank_matches_a_loop_over_separate_discriminators(backbone):
+    bank = _discriminator_bank(backbone)
+    shape = bank.sample_shape
+    x = tf.random.stateless_normal([BATCH, *shape], [0, 3])
+    expected = np.stack([_discriminator_reference(bank, x, j).numpy() for j in range(N_D)], axis=1)
+    np.testing.assert_allclose(bank.scores(x).numpy(), expected, rtol=1e-5, atol=1e-5)
+    # Each D_j on its own inputs.
+    own = tf.random.stateless_normal([BATCH, N_D, *shape], [0, 4])
+    expected_own = np.stack([_discriminator_reference(bank, own[:, j], j).numpy() for j in range(N_D)], axis=1)
+    np.testing.assert_allclose(bank.per_discriminator(own).numpy(), expected_own, rtol=1e-5, atol=1e-5)
+    # call: column 0 is the v-weighted mixture (Eq. 5), then every D_j.
+    bank.mixture_logits.assign([0.5, -1.0, 0.2])
+    v = tf.nn.softmax(bank.mixture_logits).numpy()
+    out = bank(x).numpy()
+    np.testing.assert_allclose(out[:, 1:], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out[:, 0], expected @ v, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "dcgan"])
+def test_discriminator_bank_groups_are_a_round_robin_split(backbone):
+    """Two groups hold D_0, D_2 and D_1; with the single group's weights split that way, the scores agree."""
+    single, grouped = _discriminator_bank(backbone), _discriminator_bank(backbone, groups=2)
+    for layer, pair in enumerate(single.group_layers[0]):
+        for which, variable in enumerate(pair):
+            whole = variable.numpy()
+            grouped.group_layers[0][layer][which].assign(whole[[0, 2]])
+            grouped.group_layers[1][layer][which].assign(whole[[1]])
+    x = tf.random.stateless_normal([BATCH, *single.sample_shape], [1, 3])
+    np.testing.assert_allclose(grouped.scores(x).numpy(), single.scores(x).numpy(), rtol=1e-6)
+
+
+def test_discriminator_bank_weights_keep_their_order_names_and_initialisation():
+    """The creation order fixes what a seed draws: v's logits, then per group and layer kernel and bias.
+    Kernels are Glorot uniform per discriminator, biases and logits zero."""
+    bank = DiscriminatorBank(2, (4,), units=(5,), groups=2)
+    names = [v.name for v in bank.weights]
+    assert names == ["mixture_logits", "g0_layer0_kernel", "g0_layer0_bias", "g0_layer1_kernel", "g0_layer1_bias",
+                     "g1_layer0_kernel", "g1_layer0_bias", "g1_layer1_kernel", "g1_layer1_bias"]
+    assert [tuple(v.shape) for v in bank.group_layers[0][0]] == [(1, 4, 5), (1, 5)]
+    kernel = bank.group_layers[0][0][0].numpy()
+    assert 0 < np.abs(kernel).max() <= np.sqrt(6.0 / (4 + 5))
+    assert not np.any(bank.mixture_logits.numpy()) and not np.any(bank.group_layers[1][1][1].numpy())
+
+
+def test_discriminator_bank_survives_serialisation():
+    bank = _discriminator_bank("dcgan")
+    clone = DiscriminatorBank.from_config(bank.get_config())
+    clone.set_weights(bank.get_weights())
+    x = tf.random.stateless_normal([BATCH, *bank.sample_shape], [3, 3])
+    np.testing.assert_array_equal(bank(x).numpy(), clone(x).numpy())
+    with pytest.raises(ValueError, match="unknown discriminator backbone 'resnet'"):
+        DiscriminatorBank(2, (2,), backbone="resnet")
+
+
 # ---------------------------------------------------------------------- routers
 def test_softmax_gate_gives_distributions():
     gate = SoftmaxGate(4, hidden_units=(8,))
@@ -159,6 +247,11 @@ def test_choose_from_uniform_follows_the_inverse_cdf():
     probs = tf.constant([[0.2, 0.5, 0.3]] * 5)
     u = tf.constant([0.0, 0.19, 0.2, 0.69, 0.999])
     np.testing.assert_array_equal(choose_from_uniform(probs, u).numpy(), [0, 0, 1, 1, 2])
+
+
+def test_choose_from_uniform_takes_one_distribution_for_every_row():
+    u = tf.constant([0.0, 0.19, 0.2, 0.69, 0.999])
+    np.testing.assert_array_equal(choose_from_uniform(tf.constant([0.2, 0.5, 0.3]), u).numpy(), [0, 0, 1, 1, 2])
 
 
 def test_choose_from_uniform_matches_the_probabilities():

@@ -62,6 +62,51 @@ def interpolate_gradient_norms(critic, real, fake, epsilon):
     return tf.sqrt(tf.reduce_sum(tf.reshape(tf.square(grads), [tf.shape(grads)[0], -1]), axis=1) + 1e-12)
 
 
+def per_discriminator_gradient_penalty(critic, x_hat):
+    """(||grad_x D_j(x_hat)||_2 - 1)^2 for inputs ``(N, n_D, *shape)`` meant for D_j, ``(N, n_D)``.
+
+    Gulrajani et al. 2017, Eq. 3 (paper 001 Eq. 3), without lambda, for a bank of n_D critics
+    (MIX+GAN, MIX-GAN). Each score depends only on its own input, so the gradient of their sum gives
+    every per-input gradient in one backward pass.
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(x_hat)
+        scores = critic(x_hat)
+    grads = tape.gradient(scores, x_hat)  # a non-scalar target: the gradient of its sum
+    squares = tf.reduce_sum(tf.reshape(tf.square(grads), [tf.shape(grads)[0], grads.shape[1], -1]), axis=-1)
+    return tf.square(tf.sqrt(squares + 1e-12) - 1.0)
+
+
+# --- entropy terms ---
+def categorical_entropy(probs):
+    """H(p) = -sum_c p_c log p_c over the last axis, from probabilities (log clamped at 1e-12, so an
+    exact 0 contributes 0).
+
+    Paper 002 (Partition-Guided GANs), Eq. 5: the partitioner's confidence term alpha mean_i H(S(x_i))
+    and its balance term beta H(mean_i S(x_i)).
+    """
+    return -tf.reduce_sum(probs * tf.math.log(tf.maximum(probs, 1e-12)), axis=-1)
+
+
+def entropy_from_log_probs(log_probs):
+    """H(r) = -sum_c r_c log r_c from log-probabilities (every axis summed: one distribution).
+
+    Khayatkhoei et al. 2018 (DMWGAN-PL, compared in paper 000): the entropy bonus -beta_t H(r) on the
+    learned prior r over generators.
+    """
+    return -tf.reduce_sum(tf.exp(log_probs) * log_probs)
+
+
+def entropy_regularizer(log_weights):
+    """-(1/n) sum_k log p_k, from log-probabilities: the cross-entropy of the uniform distribution
+    against p, smallest (log n) when p is uniform.
+
+    Paper 001 (MIX+GAN, Arora et al. 2017), Eqs. 7-8: the terms that pull the mixture weights of the
+    discriminators (v) and of the generators (w) towards uniform.
+    """
+    return -tf.reduce_mean(log_weights)
+
+
 def mix_sigmoid_logits(logits, weights):
     """Logit of sum_i w_i sigmoid(l_i): NPGAN Algorithm 1's D_fake = sum_i pi_i D(G_i(z)).
 

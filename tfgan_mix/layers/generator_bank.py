@@ -23,7 +23,8 @@ HMoG share everything but the input layer); otherwise each generator owns its tr
 
 The ``dcgan`` backbone's trunk is a reshape to a small feature map followed by
 (act, nearest-neighbour upsampling x2, 3x3 conv) blocks and a final 3x3 conv to the image
-channels. A per-generator conv is run for all K at once as an einsum over 3x3 patches.
+channels. A per-generator conv is run for all K at once as an einsum over 3x3 patches. The stacked
+weights and their einsums are ``layers.stacked``, shared with ``DiscriminatorBank``.
 """
 import math
 
@@ -31,6 +32,7 @@ import keras
 import tensorflow as tf
 
 from tfgan_mix.layers.activations import get_activation
+from tfgan_mix.layers.stacked import add_stacked_dense, patches3x3, stacked_conv3x3, stacked_dense
 
 
 @keras.saving.register_keras_serializable(package="tfgan_mix")
@@ -97,31 +99,22 @@ class GeneratorBank(keras.layers.Layer):
             return self.units[0]
         return self._base_hw[0] * self._base_hw[1] * self._base_channels
 
-    def _kernel(self, name, shape, fan_in, per_generator):
-        full = (self.num_generators, *shape) if per_generator else shape
-        limit = math.sqrt(6.0 / (fan_in + shape[-1]))  # Glorot uniform, per generator
-        kernel = self.add_weight(
-            name=f"{name}_kernel", shape=full, initializer=keras.initializers.RandomUniform(-limit, limit)
-        )
-        bias_shape = (self.num_generators, shape[-1]) if per_generator else (shape[-1],)
-        bias = self.add_weight(name=f"{name}_bias", shape=bias_shape, initializer="zeros")
-        return kernel, bias
-
     def build(self, input_shape):
         latent_dim = int(input_shape[-1])
-        self.head = self._kernel("head", (latent_dim, self.head_width), latent_dim, True)
-        per_gen_trunk = not self.shared_trunk
+        k = self.num_generators
+        self.head = add_stacked_dense(self, "head", latent_dim, self.head_width, count=k)
+        trunk_count = None if self.shared_trunk else k
         self.trunk_layers = []
         if self.backbone == "mlp":
             widths = list(self.units) + [math.prod(self.sample_shape)]
             for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
-                self.trunk_layers.append(self._kernel(f"dense{i + 1}", (fan_in, fan_out), fan_in, per_gen_trunk))
+                self.trunk_layers.append(add_stacked_dense(self, f"dense{i + 1}", fan_in, fan_out, trunk_count))
         else:
             channels = [self._base_channels] + list(self.conv_filters[1 : self._num_upsamples + 1])
             channels += [channels[-1]] * (self._num_upsamples + 1 - len(channels))
             channels.append(self.sample_shape[-1])
             for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
-                self.trunk_layers.append(self._kernel(f"conv{i + 1}", (9 * c_in, c_out), 9 * c_in, per_gen_trunk))
+                self.trunk_layers.append(add_stacked_dense(self, f"conv{i + 1}", 9 * c_in, c_out, trunk_count))
         super().build(input_shape)
 
     # ------------------------------------------------------------------ forward
@@ -136,8 +129,7 @@ class GeneratorBank(keras.layers.Layer):
         """The per-generator linear input layers: ``(B, K, head_width)``, in the compute dtype."""
         kernel, bias = self._compute(*self.head)
         z = tf.cast(z, self.compute_dtype)
-        equation = "bi,kio->bko" if len(z.shape) == 2 else "bki,kio->bko"
-        return tf.einsum(equation, z, kernel) + bias
+        return stacked_dense(z, kernel, bias, shared_input=len(z.shape) == 2)
 
     def _compute(self, *weights):
         # Explicit casts: MoG/HMoG call heads()/trunk() directly, outside Layer.__call__'s autocast.
@@ -164,7 +156,7 @@ class GeneratorBank(keras.layers.Layer):
     def _dense(self, x, kernel, bias, per_generator_axis):
         kernel, bias = self._compute(kernel, bias)
         if len(kernel.shape) == 3:  # a kernel per generator: x is (B, K, in)
-            return tf.einsum("bki,kio->bko", x, kernel) + bias
+            return stacked_dense(x, kernel, bias)
         # A shared kernel over any leading axes (tensordot, not an '...' einsum: tf2onnx lacks ellipses).
         return tf.tensordot(x, kernel, axes=1) + bias
 
@@ -181,8 +173,8 @@ class GeneratorBank(keras.layers.Layer):
             x = self._act(x)
             if i < self._num_upsamples:
                 x = _upsample_nearest(x)
-            x = self._dense(_patches3x3(x), kernel, bias, per_generator_axis) if len(kernel.shape) == 2 \
-                else _grouped_conv(x, kernel, bias)
+            x = self._dense(patches3x3(x), kernel, bias, per_generator_axis) if len(kernel.shape) == 2 \
+                else stacked_conv3x3(x, kernel, bias)
         return x
 
     def get_config(self):
@@ -204,23 +196,3 @@ def _upsample_nearest(x):
     """x2 nearest-neighbour upsampling of the last two spatial axes (..., H, W, C)."""
     x = tf.repeat(x, 2, axis=-3)
     return tf.repeat(x, 2, axis=-2)
-
-
-def _patches3x3(x):
-    """(..., H, W, C) -> (..., H, W, 9C): the 3x3 'same' neighbourhood of every pixel.
-
-    Built from 9 shifted slices of a zero-padded map: plain slicing and concat, which XLA and
-    ONNX both handle, unlike ExtractImagePatches.
-    """
-    rank = len(x.shape)
-    pad = [[0, 0]] * (rank - 3) + [[1, 1], [1, 1], [0, 0]]
-    padded = tf.pad(x, pad)
-    h, w = x.shape[-3], x.shape[-2]
-    shifted = [padded[..., dy : dy + h, dx : dx + w, :] for dy in range(3) for dx in range(3)]
-    return tf.concat(shifted, axis=-1)
-
-
-def _grouped_conv(x, kernel, bias):
-    """A different 3x3 conv per generator, all K at once: x (B, K, H, W, C), kernel (K, 9C, out)."""
-    kernel, bias = tf.cast(kernel, x.dtype), tf.cast(bias, x.dtype)
-    return tf.einsum("bkhwp,kpo->bkhwo", _patches3x3(x), kernel) + bias[None, :, None, None, :]

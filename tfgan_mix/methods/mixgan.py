@@ -37,8 +37,8 @@ import keras
 import tensorflow as tf
 
 from tfgan_mix.core import GANConfig, MixtureGAN, register_method
-from tfgan_mix.layers import GeneratorBank
-from tfgan_mix.methods.mixgan_plus import ComponentSplit, DiscriminatorBank, per_discriminator_gradient_penalty
+from tfgan_mix.layers import ComponentSplit, DiscriminatorBank, GeneratorBank
+from tfgan_mix.losses import per_discriminator_gradient_penalty
 
 PLACEMENTS = ("none", "model_parallel")
 
@@ -164,11 +164,8 @@ class MixGAN(MixtureGAN):
         n_d = self.config.num_discriminators
         if batch % n_d == 0:
             return None  # every replica's slice of every step starts at a multiple of n_D
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        context = tf.distribute.get_replica_context()
-        replica = context.replica_id_in_sync_group if replicas > 1 and context is not None else 0
-        step = self.g_optimizer.iterations if hasattr(self, "g_optimizer") else 0
-        start = tf.cast(step, tf.int64) * batch * replicas + tf.cast(replica, tf.int64) * batch
+        replicas = self.num_replicas()
+        start = tf.cast(self.current_step, tf.int64) * batch * replicas + tf.cast(self.replica_id(), tf.int64) * batch
         return tf.cast(tf.math.floormod(start, n_d), tf.int32)
 
     def _fake_scores(self, noise, real=None):

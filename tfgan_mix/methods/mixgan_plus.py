@@ -32,18 +32,15 @@ of the previous iteration and the critics then answer the new G (``train_step``)
 paper draws a fresh real batch for each critic step; here the iteration's batch serves all of them,
 as in every method of the package.
 """
-import contextlib
 import dataclasses
-import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfgan_mix.core import GANConfig, MixtureGAN, Step, register_method
-from tfgan_mix.core.base import _real_part, _static_batch
-from tfgan_mix.layers import get_activation
-from tfgan_mix.layers.generator_bank import _patches3x3
+from tfgan_mix.core.base import real_part, static_batch_size
+from tfgan_mix.layers import DiscriminatorBank
+from tfgan_mix.losses import entropy_regularizer, per_discriminator_gradient_penalty
 
 
 @dataclasses.dataclass
@@ -70,135 +67,6 @@ class MixGANPlusConfig(GANConfig):
 
 # ---------------------------------------------------------------------- layers
 @keras.saving.register_keras_serializable(package="tfgan_mix")
-class DiscriminatorBank(keras.layers.Layer):
-    """n_D same-shaped discriminators as one layer, plus their mixture weights v = softmax(b).
-
-    Layer l of all discriminators is one kernel ``(n_D, in, out)`` (an einsum per layer, as in
-    ``GeneratorBank``). Backbones: ``mlp`` (Dense + activation) and ``dcgan`` (3x3 convs with
-    stride 2 as patch einsums, then a linear read-out), the shapes of ``backbones.build_discriminator``.
-
-    ``call(x)`` -> ``(B, 1 + n_D)``: column 0 is the mixed critic D(x) = sum_j v_j D_j(x) (Eq. 5),
-    columns 1.. are the D_j(x) (the package's "column 0 is adversarial" convention).
-    ``scores(x)``: every D_j on a shared batch, ``(B, n_D)``. ``per_discriminator(x)``: x is
-    ``(N, n_D, *sample_shape)`` and D_j sees only ``x[:, j]``, ``(N, n_D)``.
-
-    ``learn_weights=False`` keeps v uniform (scalable MIX-GAN). ``groups`` > 1 splits the
-    discriminators round-robin into groups with their own kernels, group g holding discriminators
-    g, g + groups, ...; with ``devices`` each group lives on ``devices[g % len(devices)]``
-    (paper 001 section V: D_j on device j mod n).
-    """
-
-    def __init__(self, num_discriminators, sample_shape, units=(1024, 1024, 1024), backbone="mlp",
-                 conv_filters=(32, 64), activation="leaky_relu", learn_weights=True, groups=1, devices=(),
-                 **kwargs):
-        super().__init__(**kwargs)
-        if backbone not in ("mlp", "dcgan"):
-            raise ValueError(f"unknown discriminator backbone {backbone!r}; choose 'mlp' or 'dcgan'")
-        self.num_discriminators = int(num_discriminators)
-        self.sample_shape = tuple(int(s) for s in sample_shape)
-        self.units = tuple(int(u) for u in units)
-        self.backbone = backbone
-        self.conv_filters = tuple(int(f) for f in conv_filters)
-        self.activation = activation
-        self.learn_weights = bool(learn_weights)
-        self.devices = tuple(devices)
-        self.split = ComponentSplit(self.num_discriminators, groups, self.devices)
-        self._act = get_activation(activation)
-        self.build((None, *self.sample_shape))
-
-    def build(self, input_shape):
-        if self.built:
-            return
-        self.mixture_logits = self.add_weight(name="mixture_logits", shape=(self.num_discriminators,),
-                                              initializer="zeros", trainable=self.learn_weights)
-        self.group_layers = []
-        for g, members in enumerate(self.split.members):
-            with self.split.device_scope(g, placed=True):
-                self.group_layers.append(self._make_kernels(len(members), f"g{g}_"))
-        self.built = True
-
-    def _make_kernels(self, count, prefix):
-        if self.backbone == "mlp":
-            widths = [math.prod(self.sample_shape), *self.units, 1]
-            shapes = list(zip(widths[:-1], widths[1:]))
-        else:
-            h, w, c = self.sample_shape
-            channels = [c, *self.conv_filters]
-            shapes = [(9 * c_in, c_out) for c_in, c_out in zip(channels[:-1], channels[1:])]
-            for _ in self.conv_filters:
-                h, w = (h + 1) // 2, (w + 1) // 2
-            shapes.append((h * w * channels[-1], 1))
-        kernels = []
-        for i, (fan_in, fan_out) in enumerate(shapes):
-            limit = math.sqrt(6.0 / (fan_in + fan_out))  # Glorot uniform per discriminator, Keras' Dense default
-            kernel = self.add_weight(name=f"{prefix}layer{i}_kernel", shape=(count, fan_in, fan_out),
-                                     initializer=keras.initializers.RandomUniform(-limit, limit))
-            bias = self.add_weight(name=f"{prefix}layer{i}_bias", shape=(count, fan_out), initializer="zeros")
-            kernels.append((kernel, bias))
-        return kernels
-
-    # ------------------------------------------------------------------ mixture weights
-    def mixture_weights(self):
-        """v = softmax(b), ``(n_D,)``."""
-        return tf.nn.softmax(self.mixture_logits)
-
-    def log_mixture_weights(self):
-        return tf.nn.log_softmax(self.mixture_logits)
-
-    # ------------------------------------------------------------------ forward
-    def call(self, x):
-        scores = self.scores(x)
-        mixed = tf.reduce_sum(scores * self.mixture_weights(), axis=1, keepdims=True)  # Eq. 5
-        return tf.concat([mixed, scores], axis=1)
-
-    def scores(self, x, placed=False):
-        """Every D_j on the same batch: ``(B, *sample_shape)`` -> ``(B, n_D)``."""
-        return self.split.apply(lambda g, xg: self._net(xg, self.group_layers[g], False), x, False, placed)
-
-    def per_discriminator(self, x, placed=False):
-        """D_j on its own inputs: ``(N, n_D, *sample_shape)`` -> ``(N, n_D)``."""
-        return self.split.apply(lambda g, xg: self._net(xg, self.group_layers[g], True), x, True, placed)
-
-    def _net(self, x, kernels, per_discriminator):
-        lead = 2 if per_discriminator else 1
-        if self.backbone == "mlp":
-            h = tf.reshape(x, [-1, *x.shape[1:lead], math.prod(self.sample_shape)])
-            for i, (kernel, bias) in enumerate(kernels):
-                h = _dense(h, kernel, bias, shared=(i == 0 and not per_discriminator))
-                if i < len(kernels) - 1:
-                    h = self._act(h)
-            return h[..., 0]
-        h = x
-        for i, (kernel, bias) in enumerate(kernels[:-1]):
-            patches = _patches3x3(h)[..., ::2, ::2, :]  # 3x3 conv, stride 2, zero padding 1
-            if i == 0 and not per_discriminator:
-                h = tf.einsum("bhwp,jpo->bjhwo", patches, kernel)
-            else:
-                h = tf.einsum("bjhwp,jpo->bjhwo", patches, kernel)
-            h = self._act(h + bias[None, :, None, None, :])
-        if len(kernels) == 1 and not per_discriminator:  # no conv layer: the read-out sees the raw input
-            h = tf.tile(h[:, None], [1, kernels[-1][0].shape[0], 1, 1, 1])
-        h = tf.reshape(h, [-1, h.shape[1], math.prod(h.shape[2:])])
-        kernel, bias = kernels[-1]
-        return (tf.einsum("bji,jio->bjo", h, kernel) + bias)[..., 0]
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(num_discriminators=self.num_discriminators, sample_shape=list(self.sample_shape),
-                      units=list(self.units), backbone=self.backbone, conv_filters=list(self.conv_filters),
-                      activation=self.activation, learn_weights=self.learn_weights, groups=self.split.groups,
-                      devices=list(self.devices))
-        return config
-
-
-def _dense(h, kernel, bias, shared):
-    """One affine layer of all discriminators: a shared input ``(B, in)`` or per-discriminator ``(B, J, in)``."""
-    if shared:
-        return tf.einsum("bi,jio->bjo", h, kernel) + bias
-    return tf.einsum("bji,jio->bjo", h, kernel) + bias
-
-
-@keras.saving.register_keras_serializable(package="tfgan_mix")
 class MixtureWeights(keras.layers.Layer):
     """Trainable mixture weights w = softmax(a) over ``num_components`` (logits start at 0: uniform)."""
 
@@ -218,59 +86,6 @@ class MixtureWeights(keras.layers.Layer):
         config = super().get_config()
         config.update(num_components=self.num_components)
         return config
-
-
-class ComponentSplit:
-    """K components (generators or discriminators) held in ``groups`` round-robin groups: group g
-    holds components g, g + groups, g + 2 groups, ... (paper 001 section V: component k on device
-    k mod n). ``apply`` runs a per-group function and returns the K outputs in component order.
-
-    Device scopes are used only when asked (``placed``), when devices are given, and never under a
-    ``tf.distribute`` strategy, which places everything itself (data parallelism).
-    """
-
-    def __init__(self, num_components, groups=1, devices=()):
-        self.groups = max(1, min(int(groups), int(num_components)))
-        self.devices = tuple(devices)
-        self.members = [list(range(g, num_components, self.groups)) for g in range(self.groups)]
-        order = [k for members in self.members for k in members]  # component at each concatenated position
-        self.inverse = np.argsort(order).astype(np.int32)  # numpy: a constant in every traced graph
-
-    def device_scope(self, group, placed):
-        if not placed or not self.devices or tf.distribute.has_strategy():
-            return contextlib.nullcontext()
-        return tf.device(self.devices[group % len(self.devices)])
-
-    def apply(self, fn, x, per_component, placed=False):
-        """``fn(g, x_g)`` -> ``(N, K_g, ...)``; ``x`` is shared, or ``(N, K, ...)`` when ``per_component``."""
-        if self.groups == 1:
-            with self.device_scope(0, placed):
-                return fn(0, x)
-        outputs = []
-        for g, members in enumerate(self.members):  # a loop over devices, not over components
-            with self.device_scope(g, placed):
-                xg = tf.gather(x, np.asarray(members, np.int32), axis=1) if per_component else x
-                outputs.append(fn(g, xg))
-        return tf.gather(tf.concat(outputs, axis=1), self.inverse, axis=1)
-
-
-def per_discriminator_gradient_penalty(critic, x_hat):
-    """(||grad_x D_j(x_hat)||_2 - 1)^2 for inputs ``(N, n_D, *shape)`` meant for D_j, ``(N, n_D)``.
-
-    Gulrajani et al. 2017, Eq. 3 (paper 001 Eq. 3), without lambda. Each score depends only on its
-    own input, so the gradient of their sum gives every per-input gradient in one backward pass.
-    """
-    with tf.GradientTape() as tape:
-        tape.watch(x_hat)
-        scores = critic(x_hat)
-    grads = tape.gradient(scores, x_hat)  # a non-scalar target: the gradient of its sum
-    squares = tf.reduce_sum(tf.reshape(tf.square(grads), [tf.shape(grads)[0], grads.shape[1], -1]), axis=-1)
-    return tf.square(tf.sqrt(squares + 1e-12) - 1.0)
-
-
-def entropy_regularizer(log_weights):
-    """-(1/n) sum_k log p_k (paper 001, Eqs. 7-8): smallest, log n, at the uniform distribution."""
-    return -tf.reduce_mean(log_weights)
 
 
 # ---------------------------------------------------------------------- the method
@@ -349,9 +164,9 @@ class MixGANPlus(MixtureGAN):
 
         Noise salts as the base's (critic update k uses salt k, the generator update salt d_steps),
         so only the order of the updates differs from the shared loop."""
-        real = _real_part(data)
-        local_batch = _static_batch(real)
-        step = tf.identity(self.g_optimizer.iterations)  # read before the generator update moves it
+        real = real_part(data)
+        local_batch = static_batch_size(real)
+        step = tf.identity(self.current_step)  # read before the generator update moves it
         self._update("g", Step(real, self.draw_training_noise(local_batch, step, self.config.d_steps)))
         for critic_step in range(self.config.d_steps):
             self._update("d", Step(real, self.draw_training_noise(local_batch, step, critic_step)))
