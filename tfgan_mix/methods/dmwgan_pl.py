@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from tfgan_mix.core import GANConfig, MixtureGAN, register_method
 from tfgan_mix.layers.activations import get_activation
+from tfgan_mix.losses import entropy_from_log_probs as entropy
 from tfgan_mix.losses import interpolate_gradient_norms
 
 
@@ -104,11 +105,6 @@ def one_sided_gradient_penalty(critic, real, fake, epsilon):
 def prior_cross_entropy(posterior, log_prior):
     """-sum_c Q(c | x) log r(c) per real example: (B, K), (K,) -> (B,)."""
     return -tf.reduce_sum(posterior * log_prior[None, :], axis=-1)
-
-
-def entropy(log_probs):
-    """H(r) = -sum_c r_c log r_c."""
-    return -tf.reduce_sum(tf.exp(log_probs) * log_probs)
 
 
 def prior_entropy_bonus(log_prior, weight):
@@ -179,6 +175,5 @@ class DMWGANPL(MixtureGAN):
     def _entropy_weight(self):
         """beta_t = beta_0 * decay^t over generator steps (t = 0 before compile)."""
         c = self.config
-        optimizer = getattr(self, "g_optimizer", None)
-        t = tf.cast(optimizer.iterations, tf.float32) if optimizer is not None else tf.constant(0.0)
+        t = tf.cast(self.current_step, tf.float32)
         return c.prior_entropy_weight * tf.pow(tf.constant(c.prior_entropy_decay, tf.float32), t)

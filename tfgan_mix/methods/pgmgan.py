@@ -85,10 +85,11 @@ import keras
 import tensorflow as tf
 
 from tfgan_mix.core import GANConfig, MixtureGAN, choose_from_uniform, register_method, select_generator
-from tfgan_mix.core.base import SALTS_PER_STEP
+from tfgan_mix.core.base import METHOD_SALT, SALTS_PER_STEP, global_sum, real_part
 from tfgan_mix.layers.partitioner import LipschitzPartitioner, ProjectionHead, nearest_neighbours, partition_guide
+from tfgan_mix.losses import categorical_entropy
 
-_PARTITION_SALT = SALTS_PER_STEP - 2  # the base uses salts 0..d_steps and the last one (test_step)
+_PARTITION_SALT = METHOD_SALT  # the base uses salts 0..d_steps and the last one (test_step)
 
 
 @dataclasses.dataclass
@@ -132,11 +133,6 @@ class PGMGANConfig(GANConfig):
 
 
 # ---------------------------------------------------------------------- pure losses
-def categorical_entropy(probs):
-    """H_C(p) = -sum_c p_c log p_c over the last axis."""
-    return -tf.reduce_sum(probs * tf.math.log(tf.maximum(probs, 1e-12)), axis=-1)
-
-
 def partition_objective(probs, neighbours, alpha, beta):
     """The terms of Eq. 5 as losses to minimise (paper 002, section 4.1), averaged per edge / point:
 
@@ -144,9 +140,10 @@ def partition_objective(probs, neighbours, alpha, beta):
         entropy     =  mean_i H_C(S_i)                  (confident assignments; weight alpha)
         balance     =  H_C(mean_i S_i)                  (no empty partitions; weight beta, maximised)
 
-    ``probs`` (N, k), ``neighbours`` (N, n) indices into the rows. Eq. 5 sums rather than averages
-    its first two terms; averaging only rescales alpha and beta. Returns a dict of scalars with
-    ``loss = consistency + alpha * entropy - beta * balance``.
+    with H_C the categorical entropy (``losses.categorical_entropy``). ``probs`` (N, k), ``neighbours``
+    (N, n) indices into the rows. Eq. 5 sums rather than averages its first two terms; averaging only
+    rescales alpha and beta. Returns a dict of scalars with ``loss = consistency + alpha * entropy -
+    beta * balance``.
     """
     dots = tf.einsum("nk,nmk->nm", probs, tf.gather(probs, neighbours))
     consistency = -tf.reduce_mean(tf.math.log(tf.maximum(dots, 1e-8)))
@@ -209,14 +206,6 @@ def fake_term(loss_name, fake_logits):
     return _FAKE_TERMS[loss_name](fake_logits)
 
 
-def _sum_over_replicas(value):
-    """``value`` summed over the replicas (itself on one device); replica context only."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
-
-
 def restricted_fake_weights(index, inside, num_generators):
     """Per-fake weights that turn a batch average into Eq. 1-2's fake term (paper 002):
 
@@ -232,8 +221,8 @@ def restricted_fake_weights(index, inside, num_generators):
     """
     one_hot = tf.one_hot(index, num_generators, dtype=tf.float32)
     inside = tf.cast(inside, tf.float32)
-    drawn = _sum_over_replicas(tf.reduce_sum(one_hot, axis=0))  # n_i
-    kept = _sum_over_replicas(tf.reduce_sum(one_hot * inside[:, None], axis=0))  # c_i
+    drawn = global_sum(tf.reduce_sum(one_hot, axis=0))  # n_i
+    kept = global_sum(tf.reduce_sum(one_hot * inside[:, None], axis=0))  # c_i
     ratio = drawn / tf.maximum(kept, 1.0)
     return inside * tf.reduce_sum(one_hot * ratio[None, :], axis=-1)
 
@@ -242,6 +231,7 @@ def restricted_fake_weights(index, inside, num_generators):
 @register_method("pgmgan")
 class PGMGAN(MixtureGAN):
     config_class = PGMGANConfig
+    extra_optimizers = ("p_optimizer",)  # saved with the compile config
     rejection_rules = MixtureGAN.rejection_rules + ("partition",)
     default_rejection = "partition"  # section 4.2: accept a sample of G_i only when R_i(x) == 0
 
@@ -388,16 +378,12 @@ class PGMGAN(MixtureGAN):
             decay = tf.where(length > 0.0, tf.clip_by_value(1.0 - since / tf.maximum(length, 1.0), 0.0, 1.0), 0.0)
         return tf.where(since >= 0.0, c.guide_weight * decay, 0.0)
 
-    def _current_step(self):
-        optimizer = getattr(self, "g_optimizer", None)  # absent while the model is first traced
-        return tf.constant(0, tf.int64) if optimizer is None else optimizer.iterations
-
     def generator_losses(self, step):
         """Eq. 8: the adversarial term of G_i against D_i plus lambda_t R_i(G_i(z))."""
         fake, index = self.generate(step.noise, training=True)
         terms = {"g_adv": self.loss_family.generator(pick_column(self.discriminator_logits(fake, True), index))}
         if self.config.guide_weight > 0:
-            terms["g_guide"] = self.guide_weight_at(self._current_step()) * self.partitioner.guide(fake, index)
+            terms["g_guide"] = self.guide_weight_at(self.current_step) * self.partitioner.guide(fake, index)
         return terms
 
     # ------------------------------------------------------------------ the partitioner's own training
@@ -447,16 +433,14 @@ class PGMGAN(MixtureGAN):
 
     def _partitioner_update(self, real):
         c = self.config
-        step = self.g_optimizer.iterations
+        step = self.current_step
         in_pretext, in_partition = self.phases(step)
         if self.uses_pretext:
             # Section 4.1: S starts from phi_0. Copied while the pretext network trains, so phi holds
             # the final phi_0 when the partition phase starts (at step == pretext_steps).
             self.partitioner.copy_features_from(self.pretext_trunk, tf.cast(step, tf.int64) <= self.pretext_done_step)
-        context = tf.distribute.get_replica_context()
-        replicas = context.num_replicas_in_sync if context is not None else 1
-        if replicas > 1:  # the k-NN graph and H(mean S) need the global batch
-            real = tf.reshape(context.all_gather(real, axis=0), [real.shape[0] * replicas, *real.shape[1:]])  # static
+        replicas = self.num_replicas()
+        real = self.global_gather(real)  # the k-NN graph and H(mean S) need the global batch
         groups = [(self.partition_variables, in_partition), (self.pretext_variables, in_pretext)]
         before = [[tf.identity(tf.convert_to_tensor(v)) for v in variables] for variables, _ in groups]
         variables = self.partitioner_variables
@@ -481,8 +465,7 @@ class PGMGAN(MixtureGAN):
             self._trackers[name].update_state(value)
 
     def train_step(self, data):
-        real = data[0] if isinstance(data, (tuple, list)) else data
-        self._partitioner_update(real)
+        self._partitioner_update(real_part(data))
         return super().train_step(data)
 
     def fit(self, *args, **kwargs):
@@ -497,7 +480,7 @@ class PGMGAN(MixtureGAN):
             steps = int(data.cardinality())
         if steps is not None:
             epochs, initial = arguments.get("epochs", 1), arguments.get("initial_epoch", 0)
-            now = int(tf.convert_to_tensor(self._current_step()).numpy())
+            now = int(tf.convert_to_tensor(self.current_step).numpy())
             self.guide_end_step.assign(now + (epochs - initial) * int(steps))
         elif self.config.guide_anneal_steps is None and self.config.guide_weight > 0:
             raise ValueError("guide_anneal_steps=None anneals lambda over the run, but fit cannot tell the "
@@ -520,12 +503,3 @@ class PGMGAN(MixtureGAN):
         else:
             self.p_optimizer = keras.optimizers.Adam(learning_rate=self.config.partitioner_learning_rate)
         self.p_optimizer.build(self.partitioner_variables)
-
-    def get_compile_config(self):
-        return {**super().get_compile_config(), "p_optimizer": keras.optimizers.serialize(self.p_optimizer)}
-
-    def compile_from_config(self, config):
-        config = dict(config)
-        if "p_optimizer" in config:
-            config["p_optimizer"] = keras.optimizers.deserialize(config["p_optimizer"])
-        super().compile_from_config(config)
