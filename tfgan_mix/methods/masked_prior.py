@@ -39,7 +39,7 @@ import keras
 import tensorflow as tf
 
 from tfgan_mix.core import GANConfig, MixtureGAN, Step, register_method
-from tfgan_mix.core.base import _real_part, _static_batch
+from tfgan_mix.core.base import EVALUATION_SALT, global_gather, real_part, static_batch_size
 
 
 @dataclasses.dataclass
@@ -59,8 +59,8 @@ class PriorResamplingConfig(GANConfig):
         super()._check()
         if int(self.presample_factor) < 1:
             raise ValueError(f"presample_factor must be >= 1, got {self.presample_factor}")
-        if self.d_steps >= 62:  # salt d_steps + 1 refreshes the selection statistics
-            raise ValueError(f"d_steps must be < 62 for prior resampling, got {self.d_steps}")
+        if self.d_steps + 1 >= EVALUATION_SALT:  # salt d_steps + 1 refreshes the selection statistics
+            raise ValueError(f"d_steps must be < {EVALUATION_SALT - 1} for prior resampling, got {self.d_steps}")
 
 
 @dataclasses.dataclass
@@ -107,13 +107,9 @@ def num_kept(n, rate):
 def global_presample(pre_z):
     """This replica's (B, f, d) slice of the pre-sample -> the global pre-sample (B_global f, d),
     ordered by global example as one device would draw it."""
-    batch, factor, dim = pre_z.shape  # static: the gathered tensor loses its static shape
-    replicas = 1
-    context = tf.distribute.get_replica_context()
-    if context is not None and context.num_replicas_in_sync > 1:
-        replicas = context.num_replicas_in_sync
-        pre_z = context.all_gather(pre_z, axis=0)
-    return tf.reshape(pre_z, [batch * replicas * factor, dim])
+    gathered = global_gather(pre_z)  # (B_global, f, d), static
+    _, factor, dim = gathered.shape
+    return tf.reshape(gathered, [gathered.shape[0] * factor, dim])
 
 
 class PriorResamplingGAN(MixtureGAN):
@@ -168,9 +164,9 @@ class PriorResamplingGAN(MixtureGAN):
     def train_step(self, data):
         # The step number as the base's draws saw it, read before the generator's update: read
         # after it inside the step, replicas under MirroredStrategy saw 2 after the first update.
-        step = tf.identity(self.g_optimizer.iterations)
+        step = tf.identity(self.current_step)
         logs = super().train_step(data)
-        self._refresh_statistics(_static_batch(_real_part(data)), step)
+        self._refresh_statistics(static_batch_size(real_part(data)), step)
         return logs
 
     def _refresh_statistics(self, local_batch, step):

@@ -84,19 +84,6 @@ def importance_cv_squared(mean_probs):
     return k * tf.reduce_sum(tf.square(mean_probs)) - 1.0
 
 
-def global_mean(per_example):
-    """Mean over the *global* batch of ``per_example`` (B, ...): all-reduced across replicas, so the
-    statistic (and its gradient) is the one a single device would compute."""
-    strategy = tf.distribute.get_strategy()
-    context = tf.distribute.get_replica_context()
-    local_sum = tf.reduce_sum(per_example, axis=0)
-    batch = tf.cast(tf.shape(per_example)[0], per_example.dtype)
-    if context is None or strategy.num_replicas_in_sync == 1:  # cross-replica (building) or one device
-        return local_sum / batch
-    total = context.all_reduce(tf.distribute.ReduceOp.SUM, local_sum)
-    return total / (batch * strategy.num_replicas_in_sync)
-
-
 @register_method("megan")
 class MEGAN(MixtureGAN):
     config_class = MEGANConfig
@@ -144,6 +131,6 @@ class MEGAN(MixtureGAN):
     def generator_losses(self, step):
         terms = super().generator_losses(step)  # g_adv on the straight-through sample
         if self.config.load_balance > 0:
-            usage = global_mean(self.route(step.noise, training=True))
+            usage = self.global_mean(self.route(step.noise, training=True))  # q over the global batch
             terms["g_balance"] = self.config.load_balance * importance_cv_squared(usage)
         return terms

@@ -27,7 +27,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from tfgan_mix.core import MixtureGAN, register_method
+from tfgan_mix.core import MixtureGAN, choose_from_uniform, register_method
 from tfgan_mix.methods.masked_prior import PriorResamplingConfig, PriorResamplingGAN
 
 
@@ -44,12 +44,11 @@ def score_to_raw_weight(scores):
 def weighted_resample(candidates, weights, u):
     """Definition 4: draw index i with probability w_i / sum_j w_j by inverse CDF on ``u``.
 
-    (n, d), (n,) non-negative, (m,) -> (m, d). A tiny floor makes all-equal weights uniform."""
+    (n, d), (n,) non-negative, (m,) -> (m, d). A tiny floor makes all-equal weights uniform. The
+    draw is the generators' (``choose_from_uniform``) with one distribution shared by every row."""
     tiny = 1e-12
     probs = (weights + tiny) / (tf.reduce_sum(weights) + tiny * tf.cast(tf.shape(weights)[0], weights.dtype))
-    cdf = tf.cumsum(probs)
-    index = tf.reduce_sum(tf.cast(cdf[None, :] <= u[:, None], tf.int32), axis=1)
-    return tf.gather(candidates, tf.minimum(index, tf.shape(candidates)[0] - 1))
+    return tf.gather(candidates, choose_from_uniform(probs, u))
 
 
 @register_method("weighted_prior")
