@@ -1,8 +1,8 @@
 """Install tfgan_mix.
 
-The repository's top-level application folders ``training/``, ``export/`` and ``serving/`` are
-installed as sub-packages of ``tfgan_mix`` (``tfgan_mix.training`` and so on) through
-``package_dir``, so an install never claims generic top-level import names in site-packages.
+The repository's top-level application folders ``training/``, ``export/``, ``serving/`` and
+``benchmarks/`` are installed as sub-packages of ``tfgan_mix`` (``tfgan_mix.training`` and so on)
+through ``package_dir``, so an install never claims generic top-level import names in site-packages.
 """
 from setuptools import setup
 
@@ -23,6 +23,7 @@ setup(
         "tfgan_mix.training.presets",
         "tfgan_mix.export",
         "tfgan_mix.serving",
+        "tfgan_mix.benchmarks",
     ],
     package_dir={
         "tfgan_mix": "tfgan_mix",
@@ -30,8 +31,9 @@ setup(
         "tfgan_mix.training.presets": "training/presets",
         "tfgan_mix.export": "export",
         "tfgan_mix.serving": "serving",
+        "tfgan_mix.benchmarks": "benchmarks",
     },
-    package_data={"tfgan_mix.training.presets": ["*.json"]},
+    package_data={"tfgan_mix.training.presets": ["*.json"], "tfgan_mix.benchmarks": ["notes/*.md"]},
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.15,<3.16",

@@ -9,7 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from tfgan_mix.training import bench
+from tfgan_mix.benchmarks import harness, run
+from tfgan_mix.benchmarks import paper003 as study_paper003
+from tfgan_mix.benchmarks import paper004 as study_paper004
+from tfgan_mix.benchmarks import report as report_writer
+from tfgan_mix.benchmarks import served as served_studies
 
 TABLE_TITLES = ("Paper 000, Table 1", "Paper 003", "Paper 002", "Paper 004", "Paper 001")
 SAMPLING_PATHS = ("Keras (tf.function)", "SavedModel signature", "onnxruntime", "REST server", "gRPC server")
@@ -29,7 +33,7 @@ def test_quick_bench_writes_every_table_and_measurement(tmp_path):
     for title in TABLE_TITLES:
         assert f"## {title}" in report
     assert "profile **quick**" in report and "not results" in report
-    results = json.loads((tmp_path / "out" / "benchmarks" / "results.json").read_text())
+    results = json.loads((tmp_path / "out" / "benchmarks" / "results" / "results.json").read_text())
     # Every run of every table measured something, raw and through the sampler, with its rule named.
     for table in results["tables"]:
         for row in table["rows"]:
@@ -49,14 +53,14 @@ def test_quick_bench_writes_every_table_and_measurement(tmp_path):
         assert table["rows"][0]["reference"] and set(table["rows"][0]["raw"]) == {c[0] for c in table["columns"]}
     speed = results["speed"]
     assert {(r["k"], r["implementation"], r["xla"]) for r in speed["generator_bank"]} == {
-        (k, impl, xla) for k in bench.PROFILES["quick"].speed_ks
+        (k, impl, xla) for k in harness.PROFILES["quick"].speed_ks
         for impl in ("GeneratorBank (einsum)", "Python loop over K") for xla in (False, True)}
     assert 0 < speed["training_step"]["gflops"] and 0 < speed["matmul_peak_gflops"]
     throughput = {(r["path"], r["batch"]) for r in speed["sampling"] if "samples_per_s" in r}
     assert throughput == {(p, b) for p in SAMPLING_PATHS for b in (1, 64, 4096)}
     assert all(r["p99_ms"] >= r["p50_ms"] > 0 for r in speed["sampling"] if "p50_ms" in r)
     for picture in ("generator_bank.png", "sampling.png"):
-        assert (tmp_path / "out" / "benchmarks" / picture).stat().st_size > 1000
+        assert (tmp_path / "out" / "benchmarks" / "results" / picture).stat().st_size > 1000
     # The report shows the measured figures, not placeholders.
     peak = re.search(r"matmul peak .*\*\*([0-9.]+) GFLOP/s\*\*", report)
     assert peak and float(peak.group(1)) == pytest.approx(speed["matmul_peak_gflops"], abs=0.06)
@@ -67,11 +71,11 @@ def test_quick_sections_measure_raw_served_and_speed(tmp_path, monkeypatch):
     """The suite's end-to-end bench check: one in-process study (paper003), one served-target
     study (trained, exported, sampled from the ONNX file and the SavedModel) and the speed section,
     at the quick profile, through ``run_bench``'s report writing."""
-    monkeypatch.setattr(bench, "STUDIES", (bench.paper003, bench.served_ring8))
-    path = bench.run_bench(str(tmp_path), quick=True, log=lambda m: None)
+    monkeypatch.setattr(run, "STUDIES", (study_paper003.paper003, served_studies.served_ring8))
+    path = run.run_bench(str(tmp_path), quick=True, log=lambda m: None)
     report = open(path).read()
     assert "## Paper 003" in report and "## Served samples: ring8" in report and "profile **quick**" in report
-    results = json.loads((tmp_path / "benchmarks" / "results.json").read_text())
+    results = json.loads((tmp_path / "benchmarks" / "results" / "results.json").read_text())
     served = next(t for t in results["tables"] if t["key"] == "served_ring8")
     (row,) = served["rows"]  # the quick profile serves one run per table
     assert not row["errors"], row["errors"]
@@ -85,7 +89,7 @@ def test_quick_sections_measure_raw_served_and_speed(tmp_path, monkeypatch):
     assert all(not r["errors"] and r["rejected"].get("emd") for r in paper003["rows"][1:])
     speed = results["speed"]
     assert {(r["k"], r["implementation"], r["xla"]) for r in speed["generator_bank"]} == {
-        (k, impl, xla) for k in bench.PROFILES["quick"].speed_ks
+        (k, impl, xla) for k in harness.PROFILES["quick"].speed_ks
         for impl in ("GeneratorBank (einsum)", "Python loop over K") for xla in (False, True)}
     assert 0 < speed["training_step"]["gflops"] and 0 < speed["matmul_peak_gflops"]
     throughput = {(r["path"], r["batch"]) for r in speed["sampling"] if "samples_per_s" in r}
@@ -100,8 +104,8 @@ def test_target_note_names_every_seed_that_misses():
             {"label": "c", "rejected": {}, "errors": ["seed 0: RuntimeError: x"]},
             {"label": "untargeted", "rejected": {"emd": [9.0]}, "errors": []}]
     goal = {"emd": ["<=", 0.0891], "modes": [">=", 8]}
-    table = bench.Table("t", "t", [], rows, {}, [], {"a": goal, "b": {"emd": goal["emd"]}, "c": goal})
-    note = bench.target_note(table)
+    table = harness.Table("t", "t", [], rows, {}, [], {"a": goal, "b": {"emd": goal["emd"]}, "c": goal})
+    note = served_studies.target_note(table)
     met, missed = note.split("**Targets missed**")
     assert "a" in met and "b" not in met and "untargeted" not in note
     assert "b: emd <= 0.0891 missed on 1 of 2 seeds (0.0500, 0.2000)" in missed
@@ -109,14 +113,14 @@ def test_target_note_names_every_seed_that_misses():
 
 
 def test_own_mixtures_draw_their_weights_and_differ_from_the_paper_sets():
-    for mixture in bench.OWN_MIXTURES:
+    for mixture in served_studies.OWN_MIXTURES:
         data = mixture.draw(seed=0, n=40_000)
         shares = np.bincount(data.labels, minlength=len(mixture.centres)) / len(data.labels)
         assert np.abs(shares - np.asarray(mixture.weights) / sum(mixture.weights)).max() < 0.01, mixture.name
         assert len(set(mixture.weights)) > 1 and data.x.shape[1] in (2, 3, 10)
         within = np.linalg.norm(data.x - data.centres[data.labels], axis=1) / data.stds[data.labels]
         assert np.median(within) == pytest.approx(np.sqrt(data.x.shape[1] - 2 / 3), rel=0.1)  # chi median
-    assert {m.draw(0).x.shape[1] for m in bench.OWN_MIXTURES} == {2, 3, 10}
+    assert {m.draw(0).x.shape[1] for m in served_studies.OWN_MIXTURES} == {2, 3, 10}
 
 
 def test_non_empty_work_folder_is_refused_before_anything_runs(tmp_path):
@@ -130,7 +134,7 @@ def test_non_empty_work_folder_is_refused_before_anything_runs(tmp_path):
 
 
 def test_baseline_runs_keep_the_networks_and_drop_the_mixture_knobs():
-    options = bench._resolved_base_options("masked_prior", {"mask_rate": 0.5, "g_learning_rate": 1e-3}, "gan")
+    options = harness._resolved_base_options("masked_prior", {"mask_rate": 0.5, "g_learning_rate": 1e-3}, "gan")
     assert options["generator_units"] == (128, 128) and options["discriminator_units"] == (128, 128, 128)
     assert options["loss"] == "wasserstein" and options["gradient_penalty"] == 10.0 and options["d_steps"] == 5
     assert options["g_learning_rate"] == 1e-3
@@ -138,9 +142,9 @@ def test_baseline_runs_keep_the_networks_and_drop_the_mixture_knobs():
 
 
 def test_summaries_give_mean_and_sample_spread():
-    assert bench.summarise([0.5]) == "0.5000"
-    assert bench.summarise([1.0, 2.0, 3.0]) == "2 ± 1 (n=3)"
-    assert bench.summarise([]) == "—"
+    assert report_writer.summarise([0.5]) == "0.5000"
+    assert report_writer.summarise([1.0, 2.0, 3.0]) == "2 ± 1 (n=3)"
+    assert report_writer.summarise([]) == "—"
 
 
 def _fake_study(key, value, bench_log):
@@ -149,7 +153,7 @@ def _fake_study(key, value, bench_log):
         bench_log.append(key)
         row = {"label": f"{key} run", "raw": {"m": [value]}, "rejected": {}, "acceptance": [1.0], "errors": [],
                "losses": [], "rule": "truncation"}
-        return bench.Table(key, f"Table {key}", [["m", "metric", True]], [row], {f"{key} run": {"m": 0.5}}, [])
+        return harness.Table(key, f"Table {key}", [["m", "metric", True]], [row], {f"{key} run": {"m": 0.5}}, [])
 
     study.__name__ = key
     return study
@@ -157,22 +161,22 @@ def _fake_study(key, value, bench_log):
 
 def test_only_reruns_the_named_sections_and_keeps_the_rest(tmp_path, monkeypatch):
     ran = []
-    keys = bench.SECTIONS[:-1]
+    keys = run.SECTIONS[:-1]
     fake_speed = {"generator_bank": [{"k": 1, "implementation": "x", "xla": False, "ms_per_step": 1.0}],
                   "matmul_peak_gflops": 10.0, "training_step": {"method": "gan", "layers": 5, "width": 8,
                   "flops_per_step": 1e9, "seconds_per_step": 0.1, "gflops": 5.0},
                   "sampling": [{"path": "onnxruntime", "batch": 1, "samples_per_s": 9.0}]}
-    monkeypatch.setattr(bench, "speed", lambda *a, **k: fake_speed)
-    monkeypatch.setattr(bench, "STUDIES", tuple(_fake_study(k, 1.0, ran) for k in keys))
-    bench.run_bench(str(tmp_path), quick=True, log=lambda m: None, command="first")
-    first = json.loads((tmp_path / "benchmarks" / "results.json").read_text())
+    monkeypatch.setattr(run, "speed_section", lambda *a, **k: fake_speed)
+    monkeypatch.setattr(run, "STUDIES", tuple(_fake_study(k, 1.0, ran) for k in keys))
+    run.run_bench(str(tmp_path), quick=True, log=lambda m: None, command="first")
+    first = json.loads((tmp_path / "benchmarks" / "results" / "results.json").read_text())
     assert ran == list(keys)
 
     ran.clear()
-    monkeypatch.setattr(bench, "STUDIES", tuple(_fake_study(k, 2.0, ran) for k in keys))
-    monkeypatch.setattr(bench, "speed", lambda *a, **k: pytest.fail("speed was not asked for"))
-    bench.run_bench(str(tmp_path), quick=True, only=["paper003"], log=lambda m: None, command="second")
-    merged = json.loads((tmp_path / "benchmarks" / "results.json").read_text())
+    monkeypatch.setattr(run, "STUDIES", tuple(_fake_study(k, 2.0, ran) for k in keys))
+    monkeypatch.setattr(run, "speed_section", lambda *a, **k: pytest.fail("speed was not asked for"))
+    run.run_bench(str(tmp_path), quick=True, only=["paper003"], log=lambda m: None, command="second")
+    merged = json.loads((tmp_path / "benchmarks" / "results" / "results.json").read_text())
     assert ran == ["paper003"]
     for old, new in zip(first["tables"], merged["tables"]):
         expected = 2.0 if new["key"] == "paper003" else 1.0
@@ -196,8 +200,8 @@ def test_only_refuses_to_start_without_a_matching_report(tmp_path):
     assert not (tmp_path / "out").exists()
     result = _cli("bench", "--quick", "--only", "paper999", "--out", str(tmp_path / "out"))
     assert result.returncode == 2 and "unknown bench section" in result.stderr and "paper000" in result.stderr
-    (tmp_path / "full" / "benchmarks").mkdir(parents=True)
-    (tmp_path / "full" / "benchmarks" / "results.json").write_text(json.dumps({"profile": {"name": "full"}}))
+    (tmp_path / "full" / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "full" / "benchmarks" / "results" / "results.json").write_text(json.dumps({"profile": {"name": "full"}}))
     result = _cli("bench", "--quick", "--only", "paper003", "--out", str(tmp_path / "full"))
     assert result.returncode == 2 and "full profile" in result.stderr and "cannot mix profiles" in result.stderr
     assert os.listdir(tmp_path / "full") == ["benchmarks"]
@@ -205,16 +209,16 @@ def test_only_refuses_to_start_without_a_matching_report(tmp_path):
 
 def test_misses_compare_raw_means_in_each_metric_direction():
     rows = [{"label": "a", "raw": {"low": [0.2, 0.4], "high": [10.0]}}, {"label": "b", "raw": {"low": [0.1]}}]
-    table = bench.Table("t", "T", [("low", "error", True), ("high", "modes", False)], rows,
+    table = harness.Table("t", "T", [("low", "error", True), ("high", "modes", False)], rows,
                         {"a": {"low": 0.25, "high": 12.0}, "b": {"low": 0.1}}, [])
-    assert bench.misses(table) == ["a, error 0.3000 vs 0.2500", "a, modes 10 vs 12"]
+    assert report_writer.misses(table) == ["a, error 0.3000 vs 0.2500", "a, modes 10 vs 12"]
 
 
 def test_weak_seeds_are_named_and_good_runs_are_not():
     rows = [{"label": "real", "reference": True, "raw": {"modes": [5.0], "high_quality": [0.99]}},
             {"label": "HMoG", "raw": {"modes": [5.0, 3.0, 5.0], "high_quality": [0.9, 0.03, 0.4]}},
             {"label": "MoG", "raw": {"modes": [5.0], "high_quality": [0.95]}}]
-    note = bench._weak_seeds_note(rows, 5, (0, 1, 2))
+    note = study_paper004._weak_seeds_note(rows, 5, (0, 1, 2))
     assert "HMoG seed 1 (3 of 5 modes, 0.0300" in note and "HMoG seed 2 (5 of 5 modes, 0.4000" in note
     assert "HMoG seed 0" not in note and "MoG seed" not in note.replace("HMoG seed", "")
-    assert "Every seed" in bench._weak_seeds_note(rows[2:], 5, (0,))
+    assert "Every seed" in study_paper004._weak_seeds_note(rows[2:], 5, (0,))

@@ -244,7 +244,7 @@ def _demo_serve(run_dir):
 
 def cmd_bench(args):
     """Regenerate BENCHMARKS.md (fidelity tables of papers 000-004 and speed) from measured runs."""
-    from tfgan_mix.training.bench import run_bench  # TensorFlow: see the module docstring
+    from tfgan_mix.benchmarks.run import run_bench  # TensorFlow: see the module docstring
 
     if args.work and os.path.exists(args.work) and os.listdir(args.work):
         raise FileExistsError(f"--work {args.work} is not empty; give an empty or new folder")
@@ -418,7 +418,7 @@ def _parser():
 
     p = sub.add_parser("bench", help="measure the papers' tables and speed; write BENCHMARKS.md")
     p.add_argument("--quick", action="store_true", help="smoke profile: minutes, figures are not results")
-    p.add_argument("--out", default=".", help="folder for BENCHMARKS.md and benchmarks/ (default: here)")
+    p.add_argument("--out", default=".", help="folder for BENCHMARKS.md and benchmarks/results/ (default: here)")
     p.add_argument("--work", help="keep the trained runs in this (empty or new) folder instead of a temporary one")
     p.add_argument("--only", metavar="SECTIONS",
                    help="comma-separated sections to rerun (paper000, paper003, paper002, paper004, paper001, speed), "

@@ -1,0 +1,289 @@
+"""The bench's harness: profiles, runs, the ``Bench`` that trains and evaluates them, a study's
+``Table``, and the helpers every study shares (``number`` for figures in text, ``note`` for the
+prose in ``benchmarks/notes/``).
+
+Runs start from the training presets (``training/presets``); a profile scales their step budgets
+and picks seeds. Every seed is fixed, so a rerun repeats the figures up to thread scheduling.
+"""
+import dataclasses
+import functools
+import os
+import re
+import shutil
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tfgan_mix.core import get_method
+from tfgan_mix.core.base import GANConfig
+from tfgan_mix.data import load_dataset
+
+NOTES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes")
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    name: str
+    step_scale: float  # fraction of each preset's step budget
+    seeds: tuple  # seeds of the studies whose papers report a spread over runs
+    samples: int  # generated samples per evaluation
+    axes_steps: int  # paper 001 runs (1024-wide nets: far slower per step than the 2-D toys)
+    axes_units: tuple
+    judge_steps: int  # Judge / independent critic training steps (paper 001: 100,000)
+    judge_points: int  # points per distribution for the Judge and critic (paper 001: 25,600)
+    digits_steps: int
+    digits_seeds: tuple  # image runs are the slowest: fewer seeds
+    speed_ks: tuple
+    speed_repeats: int
+    gflops_width: int
+    throughput_batches: tuple
+    load_requests: int
+    candidates: int | None = None  # sampler candidates per row (None: what export picks for the method)
+    served_runs: int | None = None  # runs per served-target table (None: all; the smoke profile takes one)
+
+
+PROFILES = {
+    "quick": Profile("quick", step_scale=0.02, seeds=(0,), samples=4000, axes_steps=3, axes_units=(128, 128, 128),
+                     judge_steps=50, judge_points=2000, digits_steps=10, digits_seeds=(0,), speed_ks=(1, 4, 16), speed_repeats=3,
+                     gflops_width=256, throughput_batches=(1, 64, 4096), load_requests=5,
+                     candidates=8,  # a smoke run: up to 64 for z-routed methods cost minutes here
+                     served_runs=1),
+    "full": Profile("full", step_scale=1.0, seeds=(0, 1, 2), samples=20000, axes_steps=500,
+                    axes_units=(256, 256, 256), judge_steps=2000, judge_points=25600, digits_steps=1000, digits_seeds=(0,),
+                    speed_ks=(1, 4, 16, 64, 200), speed_repeats=10, gflops_width=1024,
+                    throughput_batches=(1, 64, 4096), load_requests=25),
+}
+
+
+# ---------------------------------------------------------------------- runs
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training run: a preset, optionally with another method, dataset or K. ``options``
+    (pairs) override the preset's; a method other than the preset's keeps only the options it
+    has (so a baseline gets the same networks and rates without the mixture's own knobs)."""
+
+    label: str
+    preset: str
+    method: str | None = None
+    data: str | None = None
+    generators: int | None = None
+    options: tuple = ()
+    steps: int | None = None  # absolute budget (else the preset's, scaled by the profile)
+
+
+class Bench:
+    """Trains runs (each once per seed) and evaluates them raw and through the sampler."""
+
+    def __init__(self, profile, work_dir, log=print):
+        self.profile = profile
+        self.work_dir = work_dir
+        self.log = log
+        self.timings = []  # {run, seed, steps, seconds} per trained run
+        self._datasets = {}
+
+    def dataset(self, name, seed=0):
+        if (name, seed) not in self._datasets:
+            self._datasets[name, seed] = load_dataset(name, seed=seed)
+        return self._datasets[name, seed]
+
+    def train(self, run, seed):
+        from tfgan_mix.training import presets
+        from tfgan_mix.training.train import TrainSpec, train
+
+        preset = presets.load(run.preset)
+        method = run.method or preset["method"]
+        options = {**preset["options"], **dict(run.options)}
+        if method != preset["method"]:
+            options = _resolved_base_options(preset["method"], options, method)
+        steps = run.steps or max(1, round(preset["steps"] * self.profile.step_scale))
+        spec = TrainSpec(method=method, data=run.data or preset["data"], steps=steps,
+                         num_generators=run.generators or preset["generators"], batch_size=preset["batch_size"],
+                         seed=seed, options=options, epoch_steps=steps)
+        out = self.run_dir(run, seed)
+        shutil.rmtree(out, ignore_errors=True)
+        start = time.perf_counter()
+        model, history = train(spec, self.dataset(spec.data), out, verbose=0)
+        seconds = time.perf_counter() - start
+        self.timings.append({"run": run.label, "seed": seed, "steps": steps, "seconds": seconds})
+        self.log(f"  trained {run.label} (seed {seed}, {steps} steps) in {seconds:.0f} s")
+        # One epoch per run, so these are the loss terms averaged over the whole run.
+        losses = {k: float(v[-1]) for k, v in history.history.items() if k != "learning_rate" and v}
+        return model, losses
+
+    def run_dir(self, run, seed):
+        return os.path.join(self.work_dir, f"{run.label}-seed{seed}".replace(" ", "_").replace("/", "_"))
+
+    def samples(self, model, data, seed):
+        """(raw samples, accepted samples, acceptance, rule) for ``profile.samples`` draws; the
+        rejection is fitted and calibrated as ``export`` does, on two draws of ``data`` that are
+        neither the training draw nor each other."""
+        from tfgan_mix.export.calibration import CALIBRATION_JUDGES, OutlierJudge
+        from tfgan_mix.export.sampler import Sampler, calibrate, float32_model
+
+        n = self.profile.samples
+        raw, _ = model.sample(n, seed=10_000 + seed)
+        model = float32_model(model)
+        judge = OutlierJudge(self.dataset(data, seed=3), CALIBRATION_JUDGES)
+        rejection = calibrate(model, candidates=self.profile.candidates, real=self.dataset(data, seed=1).x,
+                              judge=judge)
+        sampler = Sampler(model, rejection)
+        draw = tf.function(sampler.from_seed)
+        kept, accepted = [], []
+        for start in range(0, n, 1024):
+            out = draw(tf.range(start, min(n, start + 1024), dtype=tf.int64) + 1_000_000 * (seed + 1))
+            accepted.append(out["accepted"].numpy())
+            kept.append(out["samples"].numpy()[accepted[-1]])
+        accepted = np.concatenate(accepted)
+        return raw, np.concatenate(kept), float(accepted.mean()), rejection.rule
+
+    def evaluate(self, run, seeds, measure):
+        """Train ``run`` for each seed; ``measure(samples, model)`` -> {name: number} on raw and
+        accepted samples. Returns a row {label, rule, acceptance, raw: {...}, rejected: {...}}
+        whose numbers are lists over seeds."""
+        row = {"label": run.label, "raw": {}, "rejected": {}, "acceptance": [], "errors": [], "losses": []}
+        for seed in seeds:
+            try:
+                model, losses = self.train(run, seed)
+                raw, kept, acceptance, rule = self.samples(model, run.data or _preset_data(run.preset), seed)
+                measured = {key: measure(samples, model) if len(samples) else {}
+                            for key, samples in (("raw", raw), ("rejected", kept))}
+            except Exception as error:  # noqa: BLE001 - one failed run is reported, not the whole bench lost
+                row["errors"].append(f"seed {seed}: {type(error).__name__}: {error}")
+                self.log(f"  FAILED {run.label} seed {seed}: {type(error).__name__}: {error}")
+                continue
+            row["rule"] = rule
+            row["acceptance"].append(acceptance)
+            row["losses"].append(losses)
+            for key, values in measured.items():
+                for name, value in values.items():
+                    row[key].setdefault(name, []).append(float(value))
+        return row
+
+    def served(self, run, seeds, measure):
+        """Train ``run`` per seed, export it with ``tfgan-mix export``'s defaults (both formats, the
+        method's default rule calibrated to the default outlier target) and draw ``profile.samples``
+        rows from the exported ONNX file and from the SavedModel. Returns a row like ``evaluate``'s:
+        "rejected" holds the ONNX figures, "savedmodel" the SavedModel's, "target_met" what the
+        export's calibration reported."""
+        from tfgan_mix.export import client, writer
+
+        row = {"label": run.label, "raw": {}, "rejected": {}, "savedmodel": {}, "acceptance": [], "errors": [],
+               "losses": [], "target_met": []}
+        for seed in seeds:
+            try:
+                model, losses = self.train(run, seed)
+                raw, _ = model.sample(self.profile.samples, seed=10_000 + seed)
+                start = time.perf_counter()
+                version = writer.export_run(self.run_dir(run, seed), os.path.join(self.run_dir(run, seed), "exported"))
+                card = client.read_card(version)
+                onnx, onnx_rate = _served_rows(client.onnx_requester(os.path.join(version, writer.ONNX_FILE), seed),
+                                               self.profile.samples)
+                saved, _ = _served_rows(client.savedmodel_requester(version, seed), self.profile.samples)
+                self.log(f"  exported and sampled {run.label} (seed {seed}) in {time.perf_counter() - start:.0f} s")
+                measured = {key: measure(samples, model) if len(samples) else {}
+                            for key, samples in (("raw", raw), ("rejected", onnx), ("savedmodel", saved))}
+            except Exception as error:  # noqa: BLE001 - one failed run is reported, not the whole bench lost
+                row["errors"].append(f"seed {seed}: {type(error).__name__}: {error}")
+                self.log(f"  FAILED {run.label} seed {seed}: {type(error).__name__}: {error}")
+                continue
+            row["rule"] = card["rejection"]["rule"]
+            row["acceptance"].append(onnx_rate)
+            row["losses"].append(losses)
+            row["target_met"].append(bool((card["rejection"].get("calibration") or {}).get("target_met", True)))
+            for key, values in measured.items():
+                for name, value in values.items():
+                    row[key].setdefault(name, []).append(float(value))
+        return row
+
+    def reference(self, label, data, measure):
+        """A row for an independent draw of the real data (seed 2, as many points as the samples):
+        what a perfect generator would score, so a reader can tell a metric's floor at this count."""
+        draw = load_dataset(data, num_examples=self.profile.samples, seed=2).x
+        measured = measure(draw, None)
+        return {"label": label, "reference": True, "raw": {k: [float(v)] for k, v in measured.items()},
+                "rejected": {}, "acceptance": [], "errors": [], "losses": []}
+
+
+def _served_rows(request, n, batch=1024):
+    """(accepted samples, acceptance) of ``n`` rows drawn from an exported sampler's ``request``."""
+    kept, accepted = [], []
+    for start in range(0, n, batch):
+        out = request(min(batch, n - start))
+        accepted.append(np.asarray(out["accepted"], bool))
+        kept.append(np.asarray(out["samples"])[accepted[-1]])
+    return np.concatenate(kept), float(np.concatenate(accepted).mean())
+
+
+def _preset_data(preset):
+    from tfgan_mix.training import presets
+
+    return presets.load(preset)["data"]
+
+
+def _resolved_base_options(source_method, options, target_method):
+    """``source_method``'s resolved options restricted to what ``target_method`` accepts, minus
+    what the training spec sets itself (data shape, K, seed)."""
+    config = get_method(source_method).make_config({"data_shape": (2,), **options})
+    allowed = set(get_method(target_method).config_class.field_names()) & {f.name for f in dataclasses.fields(GANConfig)}
+    skip = {"data_shape", "num_generators", "seed", "precision",  # set by the run itself
+            "generator_backbone", "discriminator_backbone", "output_activation"}  # "auto": from the data
+    return {k: v for k, v in dataclasses.asdict(config).items() if k in allowed and k not in skip}
+
+
+# ---------------------------------------------------------------------- a study's table
+@dataclasses.dataclass
+class Table:
+    key: str
+    title: str
+    columns: list  # (metric name, header, lower_is_better)
+    rows: list
+    paper: dict  # label -> {metric: paper figure}
+    notes: list
+    targets: dict = dataclasses.field(default_factory=dict)  # label -> {metric: [">=" or "<=", value]}
+
+
+# ---------------------------------------------------------------------- figures and prose
+def number(x):
+    """A figure as the report prints it: whole numbers bare, else 4 decimals below 10, 1 above."""
+    x = float(x)
+    if not np.isfinite(x):
+        return "inf" if x > 0 else "nan"
+    if x == round(x) and abs(x) >= 1:
+        return f"{x:.0f}"
+    return f"{x:.4f}" if abs(x) < 10 else f"{x:.1f}"
+
+
+_SECTION = re.compile(r"^## (\S+)\s*$")
+
+
+@functools.lru_cache(maxsize=None)
+def _note_sections(study):
+    """``{key: text}`` of ``notes/<study>.md``: each ``## key`` section's lines joined by spaces
+    into one paragraph (the report prints every note as one list item). Text before the first
+    section and one-line HTML comments (``<!-- when this applies -->``) are not part of a note."""
+    sections, key = {}, None
+    with open(os.path.join(NOTES_DIR, f"{study}.md"), encoding="utf-8") as f:
+        for line in f:
+            match = _SECTION.match(line)
+            if match:
+                key = match.group(1)
+                if key in sections:
+                    raise ValueError(f"notes/{study}.md has two sections named {key}")
+                sections[key] = []
+            elif line.lstrip().startswith("<!--"):
+                if not line.rstrip().endswith("-->"):
+                    raise ValueError(f"notes/{study}.md: a comment must open and close on one line: {line.strip()}")
+            elif key is not None and line.strip():
+                sections[key].append(line.strip())
+    return {key: " ".join(lines) for key, lines in sections.items()}
+
+
+def note(study, key, **values):
+    """The ``## key`` section of ``benchmarks/notes/<study>.md`` with its ``{placeholders}`` filled
+    from ``values`` (``str.format``: ``{accuracy:.3f}`` formats there). The study's code picks
+    which section applies; the words live in the Markdown file, next to the figures they explain."""
+    sections = _note_sections(study)
+    if key not in sections:
+        raise KeyError(f"notes/{study}.md has no section {key!r} (it has {', '.join(sections)})")
+    return sections[key].format(**values)

@@ -1,0 +1,102 @@
+"""Paper 002: modes, high-quality rate and reverse KL on grid25, modes and reverse KL on
+stacked_digits (the offline stand-in for Stacked MNIST). The notes' words are in
+``notes/paper002.md``."""
+import dataclasses
+
+import numpy as np
+
+from tfgan_mix import metrics as M
+from tfgan_mix.benchmarks.harness import Run, Table, note, number
+from tfgan_mix.data import load_dataset
+
+DIGITS_PARTITIONS = 50  # k of the stacked_digits runs (the paper's Stacked MNIST runs: 200)
+
+
+def paper002(bench):
+    """Paper 002: grid25 modes / high-quality rate / reverse KL; stacked_digits modes and reverse KL."""
+    grid = bench.dataset("grid25")
+    std = float(np.max(grid.stds))
+
+    def grid_measure(s, m):
+        stats = M.mode_statistics(s, grid.centres, std)
+        return {"modes": stats["modes_recovered"], "high_quality": stats["high_quality_rate"],
+                "reverse_kl": stats["reverse_kl"]}
+
+    rows = []
+    for run in (Run("PGMGAN grid25", "pgmgan_grid25"), Run("Partition GAN grid25", "partition_gan_grid25"),
+                Run("GAN grid25 (same nets)", "pgmgan_grid25", method="gan", generators=1)):
+        bench.log(f"paper 002: {run.label}")
+        rows.append(bench.evaluate(run, bench.profile.seeds, grid_measure))
+    classify = digit_classifier()
+
+    def digits_measure(s, m):
+        stats = M.label_mode_statistics(classify_stacked(classify, s), 1000)
+        return {"modes": stats["modes_covered"], "reverse_kl": stats["reverse_kl"]}
+
+    digits_options = (("latent_dim", 32), ("pretext_steps", 200), ("partition_steps", 300),
+                      ("partitioner_blocks", 4), ("partitioner_layers", 2), ("partitioner_units", 64),
+                      ("guide_anneal_steps", max(1, bench.profile.digits_steps)), ("generator_units", (128,)),
+                      ("discriminator_units", (128,)), ("g_learning_rate", 2e-4), ("d_learning_rate", 2e-4))
+    if bench.profile.name == "quick":
+        digits_options += (("pretext_steps", 3), ("partition_steps", 3))
+    # Partition GAN starts from its own preset, so it keeps PGMGAN's partitioner settings and only
+    # lambda differs (the paper's ablation); the GAN baseline keeps just the shared network options.
+    digits_runs = (Run("PGMGAN stacked_digits", "pgmgan_grid25", generators=DIGITS_PARTITIONS),
+                   Run("Partition GAN stacked_digits", "partition_gan_grid25", generators=DIGITS_PARTITIONS),
+                   Run("GAN stacked_digits (same nets)", "pgmgan_grid25", method="gan", generators=1))
+    for run in digits_runs:
+        run = dataclasses.replace(run, data="stacked_digits", options=digits_options, steps=bench.profile.digits_steps)
+        bench.log(f"paper 002: {run.label}")
+        rows.append(bench.evaluate(run, bench.profile.digits_seeds, digits_measure))
+    paper = {"PGMGAN stacked_digits": {"modes": 1000.0, "reverse_kl": 0.02},
+             "Partition GAN stacked_digits": {"modes": 1000.0, "reverse_kl": 0.02},
+             "GAN stacked_digits (same nets)": {"modes": 133.4, "reverse_kl": 2.97}}
+    return Table("paper002", "Paper 002: modes, high-quality rate and reverse KL (grid25, stacked_digits)",
+                 [("modes", "modes", False), ("high_quality", "high-quality rate", False),
+                  ("reverse_kl", "reverse KL", True)], rows, paper, [
+                     note("paper002", "grid25"),
+                     note("paper002", "stacked-digits", accuracy=classify.heldout_accuracy,
+                          steps=bench.profile.digits_steps, partitions=DIGITS_PARTITIONS),
+                     _digits_note(rows, bench.profile.digits_steps,
+                                  dict(digits_options)["pretext_steps"] + dict(digits_options)["partition_steps"]),
+                     note("paper002", "seeds", grid_seeds=list(bench.profile.seeds),
+                          digits_seeds=list(bench.profile.digits_seeds)),
+                 ])
+
+
+def _digits_note(rows, steps, partitioner_steps):
+    """What the stacked_digits rows say about the guide, from their own training losses."""
+    by_label = {r["label"]: r for r in rows}
+    pgm, ablation = by_label.get("PGMGAN stacked_digits"), by_label.get("Partition GAN stacked_digits")
+    if not (pgm and ablation and pgm["losses"] and ablation["raw"].get("modes") and pgm["raw"].get("modes")):
+        return note("paper002", "digits-not-finished")
+    guide = float(np.mean([l.get("g_guide", np.nan) for l in pgm["losses"]]))
+    adversarial = float(np.mean([l.get("g_adv", np.nan) for l in pgm["losses"]]))
+    pm, am = float(np.mean(pgm["raw"]["modes"])), float(np.mean(ablation["raw"]["modes"]))
+    text = note("paper002", "digits-guide", steps=steps, partitioner_steps=partitioner_steps,
+                partitions=DIGITS_PARTITIONS, modes_guided=number(pm), modes_unguided=number(am),
+                guide=number(guide), adversarial=number(adversarial))
+    if guide > adversarial and pm < am:
+        text += "; " + note("paper002", "digits-guide-outweighs",
+                            guide_left=max(0.0, 1.0 - (steps - partitioner_steps) / steps))
+    return text + "."
+
+
+def digit_classifier():
+    """A scikit-learn MLP on all 1797 ``digits`` (held-out accuracy printed by the bench log)."""
+    from sklearn.neural_network import MLPClassifier
+
+    digits = load_dataset("digits")
+    x, y = digits.x.reshape(len(digits.x), -1), digits.labels
+    order = np.random.default_rng(0).permutation(len(x))
+    train, test = order[:1500], order[1500:]
+    classifier = MLPClassifier((128,), max_iter=400, random_state=0).fit(x[train], y[train])
+    classifier.heldout_accuracy = float(classifier.score(x[test], y[test]))
+    return classifier
+
+
+def classify_stacked(classifier, samples):
+    """Mode label 100 a + 10 b + c of (n, 8, 8, 3) stacked digits, one classifier call per channel."""
+    samples = np.asarray(samples)
+    digits = [classifier.predict(samples[..., c].reshape(len(samples), -1)) for c in range(samples.shape[-1])]
+    return digits[0] * 100 + digits[1] * 10 + digits[2]
