@@ -1,26 +1,216 @@
 """The speed section: the generator bank against a Python loop, achieved GFLOP/s against the
-measured matmul peak, sampling throughput and server latency (the measurements are in
-``tfgan_mix.training.bench_speed``). The notes' words are in ``notes/speed.md``."""
+measured matmul peak, sampling throughput and server latency, measured side by side in one process
+(``speed_section`` runs them at a profile's sizes; the words of its notes are in ``notes/speed.md``).
+
+* ``generator_bank_step_times``: one generator training step (forward, backward) of K generators
+  as the vectorised ``GeneratorBank`` against K separate Keras MLPs called in a Python loop, for
+  each K, with XLA on and off.
+* ``matmul_peak_gflops`` and ``training_step_gflops``: the machine's float32 matmul peak, and the
+  achieved GFLOP/s of a whole ``train_step`` on axes1024-sized MLPs (5 layers of 1024, batch 256);
+  the step's FLOPs are counted from its traced graph by ``flops`` (every contraction: MatMul,
+  BatchMatMul, Einsum, Conv; the ops TensorFlow runs, not the gradients it prunes), not estimated by
+  hand.
+* ``sampling_throughput``: samples/s of the exported sampler through Keras, the SavedModel
+  signature, onnxruntime, REST and gRPC at several batch sizes, and server latency percentiles
+  under a bounded concurrent load.
+
+Every function returns plain rows (lists of dicts) for the report writer; timings are the median
+of ``repeats`` runs after a warm-up call, so compilation is never counted.
+"""
 import os
 import shutil
+import statistics
+import time
 
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfgan_mix.benchmarks import flops as bench_flops
 from tfgan_mix.benchmarks.harness import note
 from tfgan_mix.data import load_dataset
+from tfgan_mix.layers import GeneratorBank
 
 
+def median_seconds(function, repeats):
+    function()  # warm-up: tracing, compilation and graph optimisation are not throughput
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------------- K generators
+def _loop_generators(k, latent_dim, units, out_dim):
+    """K independent Keras MLPs: the straightforward implementation the bank replaces."""
+    return [
+        keras.Sequential([keras.Input((latent_dim,))]
+                         + [keras.layers.Dense(u, activation="leaky_relu") for u in units]
+                         + [keras.layers.Dense(out_dim)])
+        for _ in range(k)
+    ]
+
+
+def _generator_step(forward, variables, optimizer, z):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(forward(z)))
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
+
+
+def _bind_step(forward, variables, optimizer):
+    # A closure, not default arguments: tf.function would turn those into traced inputs.
+    return lambda z: _generator_step(forward, variables, optimizer, z)
+
+
+def generator_bank_step_times(ks=(1, 4, 16, 64, 200), batch=256, latent_dim=100, units=(200, 100, 20),
+                              out_dim=2, repeats=10):
+    """Rows of {k, implementation, xla, ms_per_step}."""
+    rows = []
+    z = tf.random.stateless_uniform([batch, latent_dim], [1, 2], -1.0, 1.0)
+    for k in ks:
+        bank = GeneratorBank(k, (out_dim,), units=units)
+        bank.build((None, latent_dim))
+        loop = _loop_generators(k, latent_dim, units, out_dim)
+        implementations = {
+            "GeneratorBank (einsum)": (bank, bank.trainable_variables),
+            "Python loop over K": (lambda x, nets=loop: tf.stack([net(x) for net in nets], axis=1),
+                                   [v for net in loop for v in net.trainable_variables]),
+        }
+        for name, (forward, variables) in implementations.items():
+            for xla in (False, True):
+                optimizer = keras.optimizers.Adam(1e-4)
+                optimizer.build(variables)
+                step = tf.function(_bind_step(forward, variables, optimizer), jit_compile=xla)
+                seconds = median_seconds(lambda s=step: s(z).numpy(), repeats)
+                rows.append({"k": k, "implementation": name, "xla": xla, "ms_per_step": 1000 * seconds})
+    return rows
+
+
+# ---------------------------------------------------------------------- FLOP/s
+def matmul_peak_gflops(n=2048, repeats=10):
+    """float32 matmul GFLOP/s of this machine (2 n^3 FLOPs per n x n product), best of XLA/plain."""
+    a = tf.random.stateless_normal([n, n], [0, 1])
+    b = tf.random.stateless_normal([n, n], [0, 2])
+    best = 0.0
+    for xla in (False, True):
+        product = tf.function(lambda x, y: tf.matmul(x, y), jit_compile=xla)
+        seconds = median_seconds(lambda p=product: p(a, b).numpy(), repeats)
+        best = max(best, 2 * n**3 / seconds / 1e9)
+    return best
+
+
+def graph_flops(concrete_function):
+    """FLOPs of one call of a traced function: ``bench_flops.graph_flops``'s total (contractions x 2)."""
+    return bench_flops.graph_flops(concrete_function).total
+
+
+def _axes_step(method, width, layers, batch, data_dim):
+    """``method``'s train_step as a tf.function on axes1024-sized nets, and a real batch for it."""
+    from tfgan_mix.training.train import build_model
+
+    hidden = (width,) * (layers - 2)  # paper 001's "5 layers": input, 3 hidden of 1024, output
+    options = {"data_shape": (data_dim,), "latent_dim": 100, "generator_units": hidden, "discriminator_units": hidden}
+    model = build_model(method, options)
+    real = tf.random.stateless_normal([batch, data_dim], [3, 4])
+    return tf.function(model.train_step), real
+
+
+def training_step_flops(method="gan", width=1024, layers=5, batch=256, data_dim=1024):
+    """``bench_flops.FlopCount`` of one ``method`` train_step on axes1024-sized nets (tracing only)."""
+    step, real = _axes_step(method, width, layers, batch, data_dim)
+    return bench_flops.graph_flops(step.get_concrete_function(real))
+
+
+def training_step_gflops(method="gan", width=1024, layers=5, batch=256, data_dim=1024, repeats=5):
+    """{flops_per_step, seconds_per_step, gflops, flops_by_type} of ``method``'s train_step on
+    axes1024-sized nets; FLOPs counted by ``bench_flops`` from the traced step."""
+    step, real = _axes_step(method, width, layers, batch, data_dim)
+    count = bench_flops.graph_flops(step.get_concrete_function(real))
+    seconds = median_seconds(lambda: step(real)["d_loss"].numpy(), repeats)
+    return {"method": method, "width": width, "layers": layers, "flops_per_step": count.total,
+            "seconds_per_step": seconds, "gflops": count.total / seconds / 1e9, "flops_by_type": count.by_type}
+
+
+# ---------------------------------------------------------------------- sampling
+def sampling_throughput(run_dir, version_dir, batches=(1, 64, 4096), repeats=5, load_threads=8, load_requests=25,
+                        load_batch=64):
+    """Rows of {path, batch, samples_per_s} for one exported sampler, plus a latency row per server
+    (p50/p99 over ``load_threads`` x ``load_requests`` concurrent requests of ``load_batch`` rows)."""
+    import json
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    import onnxruntime as ort
+
+    from tfgan_mix.export.sampler import Rejection, Sampler
+    from tfgan_mix.serving.grpc_client import predict_seeds
+    from tfgan_mix.serving.model_server import serve
+    from tfgan_mix.runs import load_run
+
+    sampler = Sampler(load_run(run_dir), Rejection.load(version_dir))
+    keras_fn = sampler.noise_function()
+    names = list(sampler.noise_spec)
+    saved = tf.saved_model.load(version_dir).signatures["from_noise"]
+    session = ort.InferenceSession(f"{version_dir}/model.onnx", providers=["CPUExecutionProvider"])
+    server = serve(version_dir.rstrip("/").rsplit("/", 1)[0], port=0, grpc_port=0,
+                   max_batch=max(batches), max_body_bytes=64 << 20)
+
+    def rest(seeds):
+        body = json.dumps({"inputs": {"seed": [int(s) for s in seeds]}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}/v1/models/sampler:predict", body)
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())
+
+    def grpc(seeds):
+        return predict_seeds("127.0.0.1", server.grpc_port, "sampler", seeds, timeout=120)
+
+    rows = []
+    try:
+        for batch in batches:
+            noise = sampler.candidate_noise(tf.range(batch, dtype=tf.int64))
+            feeds = {k: v.numpy() for k, v in noise.items()}
+            seeds = np.arange(batch)
+            paths = {
+                "Keras (tf.function)": lambda n=noise: keras_fn(*[n[k] for k in names]),
+                "SavedModel signature": lambda n=noise: saved(**n),
+                "onnxruntime": lambda f=feeds: session.run(None, f),
+                "REST server": lambda s=seeds: rest(s),
+                "gRPC server": lambda s=seeds: grpc(s),
+            }
+            for path, function in paths.items():
+                rows.append({"path": path, "batch": batch,
+                             "samples_per_s": batch / median_seconds(function, repeats)})
+        for path, function in (("REST server", rest), ("gRPC server", grpc)):
+            def timed(i, f=function):
+                start = time.perf_counter()
+                f(np.arange(i * load_batch, (i + 1) * load_batch))
+                return time.perf_counter() - start
+            with ThreadPoolExecutor(load_threads) as pool:
+                latencies = sorted(pool.map(timed, range(load_threads * load_requests)))
+            rows.append({"path": path, "batch": load_batch, "concurrency": load_threads,
+                         "p50_ms": 1000 * float(np.percentile(latencies, 50)),
+                         "p99_ms": 1000 * float(np.percentile(latencies, 99))})
+    finally:
+        server.stop()
+    return rows
+
+
+# ---------------------------------------------------------------------- the section
 def speed_section(profile, work_dir, log=print):
     """Every speed measurement at ``profile``'s sizes: {generator_bank, matmul_peak_gflops,
     training_step, sampling}."""
     from tfgan_mix.export import writer
-    from tfgan_mix.training import bench_speed as S
     from tfgan_mix.training import presets
     from tfgan_mix.training.train import TrainSpec, train
 
     log("speed: generator bank against a Python loop")
-    bank = S.generator_bank_step_times(ks=profile.speed_ks, repeats=profile.speed_repeats)
+    bank = generator_bank_step_times(ks=profile.speed_ks, repeats=profile.speed_repeats)
     log("speed: matmul peak and training-step GFLOP/s")
-    peak = S.matmul_peak_gflops(repeats=profile.speed_repeats)
-    step = S.training_step_gflops(width=profile.gflops_width, repeats=profile.speed_repeats)
+    peak = matmul_peak_gflops(repeats=profile.speed_repeats)
+    step = training_step_gflops(width=profile.gflops_width, repeats=profile.speed_repeats)
     log("speed: sampling throughput")
     preset = presets.load("npgan_gaussians3")
     run_dir = os.path.join(work_dir, "throughput-npgan")
@@ -31,7 +221,7 @@ def speed_section(profile, work_dir, log=print):
     export_base = os.path.join(work_dir, "throughput-export")
     shutil.rmtree(export_base, ignore_errors=True)
     version = writer.export_run(run_dir, export_base)
-    sampling = S.sampling_throughput(run_dir, version, batches=profile.throughput_batches, repeats=profile.speed_repeats,
+    sampling = sampling_throughput(run_dir, version, batches=profile.throughput_batches, repeats=profile.speed_repeats,
                                      load_requests=profile.load_requests)
     return {"generator_bank": bank, "matmul_peak_gflops": peak, "training_step": step, "sampling": sampling}
 

@@ -1,4 +1,4 @@
-"""The FLOP counter of the speed bench (training/bench_flops.py) against hand counts.
+"""The FLOP counter of the speed bench (benchmarks/flops.py) against hand counts.
 
 Tracing only, tiny shapes, nothing timed. Throughout, a dense layer ``in -> out`` on a batch of B
 is one product of B x in by in x out: B in out multiply-adds, 2 B in out FLOPs. Its backward pass
@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 
 from tfgan_mix.layers import GeneratorBank
-from tfgan_mix.training import bench_flops
-from tfgan_mix.training.bench_flops import einsum_flops, graph_flops
-from tfgan_mix.training.bench_speed import _bind_step, _loop_generators, training_step_flops
+from tfgan_mix.benchmarks import flops as bench_flops
+from tfgan_mix.benchmarks.flops import einsum_flops, graph_flops
+from tfgan_mix.benchmarks.speed import _bind_step, _loop_generators, training_step_flops
 
 BATCH, LATENT, UNITS, OUT = 8, 4, (5, 6, 7), 2
 
