@@ -5,7 +5,8 @@ exports, serves and samples).
   and ``note`` (the prose in ``notes/``);
 * one module per study: ``paper000`` ... ``paper004`` (the papers' toy tables, each trained run
   evaluated on its raw samples and on what its exported sampler accepts), ``served`` (the
-  served-sample targets, through the exported ONNX file and SavedModel), ``speed``;
+  served-sample targets, through the exported ONNX file and SavedModel), ``speed`` (with
+  ``flops``, which counts a traced step's FLOPs);
 * ``report``: BENCHMARKS.md, the plots and ``results.json``, and the merge of an ``--only`` run;
 * ``run``: ``run_bench`` and ``SECTIONS``, what the command calls.
 
