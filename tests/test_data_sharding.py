@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import tensorflow as tf
-from test_distributed import WORKER_TIMEOUT_S, _free_ports
+from helpers import WORKER_TIMEOUT_S, free_ports
 
 from tfgan_mix.training.strategy import mirrored_strategy
 from tfgan_mix.training.train import make_dataset
@@ -54,7 +54,7 @@ def test_mirrored_replicas_split_each_global_batch(cpu_devices):
 
 
 def test_two_workers_see_disjoint_halves_of_every_epoch(tmp_path):
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     script = _WORKER.format(n=N, batch=GLOBAL_BATCH, steps=EPOCHS * STEPS_PER_EPOCH)
     workers, outputs = [], [tmp_path / f"worker{i}.json" for i in range(2)]
     for index in range(2):

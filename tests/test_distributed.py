@@ -1,26 +1,14 @@
 """Multi-worker training: two local processes, configured by TF_CONFIG on 127.0.0.1, train one model."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import keras
 import numpy as np
+from helpers import WORKER_TIMEOUT_S, free_ports
 
 import tfgan_mix  # noqa: F401  (registers the methods for load_model)
-
-WORKER_TIMEOUT_S = 240
-
-
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _backed_up_epoch(metadata):
@@ -32,7 +20,7 @@ def _backed_up_epoch(metadata):
 
 
 def test_two_workers_train_together_and_end_with_identical_weights(tmp_path):
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     command = [sys.executable, "-m", "tfgan_mix.training.cli", "train", "--method", "npgan", "--data", "gaussians3",
                "--generators", "3", "--steps", "30", "--batch-size", "64", "--strategy", "multiworker",
                "--out", str(tmp_path), "--set", "generator_units=[16]", "--set", "discriminator_units=[16]",

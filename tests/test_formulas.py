@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_options
+from helpers import moved, snapshot, tiny_model, training_step
 
 from tfgan_mix.backbones import build_discriminator
 from tfgan_mix.core import Step
@@ -22,7 +22,6 @@ from tfgan_mix.layers import SoftBinaryTree
 from tfgan_mix.layers.minibatch import MinibatchDiscrimination
 from tfgan_mix.losses import get_loss_family
 from tfgan_mix.methods.npgan import NPGANConfig, soft_generator_loss
-from tfgan_mix.training.train import build_model
 
 
 # ---------------------------------------------------------------------- NPGAN, Algorithm 1
@@ -61,13 +60,14 @@ def test_npgan_discriminator_loss_by_hand():
 
 def test_npgan_model_loss_is_algorithm_1_on_its_own_networks():
     """The model's NP loss, rebuilt from D(G_i(z)) and NP(z) evaluated one generator at a time."""
-    model = build_model("npgan", {**tiny_options("npgan"), "loss": "minimax", "minibatch_discrimination": False})
-    noise = model.sample_noise(6, tf.constant([2, 0], tf.int64), model.training_noise_spec())
+    model = tiny_model("npgan", loss="minimax", minibatch_discrimination=False)
+    step = training_step(model, 6, (2, 0))
+    noise = step.noise
     outputs = model.generators(noise["z"]).numpy()  # (B, K, 2)
     d = np.stack([tf.sigmoid(model.discriminate(outputs[:, i])).numpy() for i in range(outputs.shape[1])], 1)
     pi = model.noise_prior(noise["z"]).numpy()
     expected = np.log(1.0 - np.sum(pi * d, axis=1))
-    got = model.noise_prior_losses(Step(tf.zeros([6, 2]), noise))["np_adv"].numpy()
+    got = model.noise_prior_losses(step)["np_adv"].numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
 
 
@@ -76,18 +76,19 @@ def test_npgan_noise_prior_is_a_third_player_updated_after_d_and_g(tmp_path):
     after one train step NP's change is -lr times the gradient of its loss at the *updated* D and
     G (it moves last) and at its own initial weights; NP is not among the generators' variables."""
     lr = 0.1
-    model = build_model("npgan", tiny_options("npgan"), d_optimizer=keras.optimizers.SGD(0.05),
-                        g_optimizer=keras.optimizers.SGD(0.05), np_optimizer=keras.optimizers.SGD(lr))
+    model = tiny_model("npgan", compile_kwargs={"d_optimizer": keras.optimizers.SGD(0.05),
+                                                "g_optimizer": keras.optimizers.SGD(0.05),
+                                                "np_optimizer": keras.optimizers.SGD(lr)})
     np_vars = model.noise_prior_variables
     assert np_vars and not {id(v) for v in np_vars} & {id(v) for v in model.generator_variables}
     assert not {id(v) for v in np_vars} & {id(v) for v in model.discriminator_variables}
-    np_before = [v.numpy().copy() for v in np_vars]
-    g_before = [v.numpy().copy() for v in model.generator_variables]
+    np_before = snapshot(np_vars)
+    g_before = snapshot(model.generator_variables)
     real = np.random.default_rng(0).normal(size=(16, 2)).astype("float32")
     model.fit(tf.data.Dataset.from_tensor_slices(real).batch(16, drop_remainder=True), epochs=1, verbose=0)
     assert [int(o.iterations.numpy()) for o in (model.d_optimizer, model.g_optimizer, model.np_optimizer)] == [1, 1, 1]
-    assert any(not np.allclose(b, v.numpy()) for b, v in zip(g_before, model.generator_variables))
-    np_after = [v.numpy().copy() for v in np_vars]
+    assert moved(g_before, model.generator_variables)
+    np_after = snapshot(np_vars)
     for v, b in zip(np_vars, np_before):  # back to NP's initial weights; D and G stay updated
         v.assign(b)
     noise = model.draw_training_noise(16, tf.constant(0, tf.int64), SALTS_PER_STEP - 2)
@@ -107,11 +108,11 @@ def test_npgan_noise_prior_is_a_third_player_updated_after_d_and_g(tmp_path):
 
 def test_npgan_offers_minibatch_discrimination_as_section_4_1_off_by_default():
     assert NPGANConfig().minibatch_discrimination is False  # measured: more off-manifold samples with it
-    on = build_model("npgan", {**tiny_options("npgan"), "minibatch_discrimination": True})
+    on = tiny_model("npgan", minibatch_discrimination=True)
     assert any(isinstance(layer, MinibatchDiscrimination) for layer in on.discriminator.layers)
-    off = build_model("npgan", tiny_options("npgan"))
+    off = tiny_model("npgan")
     assert not any(isinstance(layer, MinibatchDiscrimination) for layer in off.discriminator.layers)
-    other = build_model("mgan", tiny_options("mgan"))  # other methods keep their plain discriminator
+    other = tiny_model("mgan")  # other methods keep their plain discriminator
     assert not any(isinstance(layer, MinibatchDiscrimination) for layer in other.discriminator.layers)
 
 
@@ -184,7 +185,7 @@ def test_eq_6_recursion_equals_the_leaf_probability_mixture():
 def test_mog_output_is_trunk_of_softmax_gated_linear_leaves():
     """Paper 004, Eqs. 6-7 for the flat gate: h(z) = sum_m g_m(z) (W_m z + w_m0) with g = softmax(V z + v_0),
     written out with numpy from the model's variables; the sample is the shared trunk of h."""
-    model = build_model("mog", {**tiny_options("mog"), "generator_units": (4, 8)})
+    model = tiny_model("mog", generator_units=(4, 8))
     z = np.random.default_rng(1).normal(size=(5, model.config.latent_dim)).astype("float32")
     kernel, bias = (v.numpy() for v in model.generators.head)  # (K, d, h), (K, h)
     leaves = np.einsum("bd,kdh->bkh", z, kernel) + bias[None]  # Eq. 7
@@ -200,7 +201,7 @@ def test_mog_output_is_trunk_of_softmax_gated_linear_leaves():
 def test_npgan_minibatch_features_compare_each_generator_batch_with_its_own():
     """With minibatch discrimination, D's logit for G_i(z_j) depends only on G_i's batch: changing
     another generator's outputs leaves it unchanged (one pooled batch of B K fakes would not)."""
-    model = build_model("npgan", tiny_options("npgan"))
+    model = tiny_model("npgan")
     noise = model.sample_noise(8, tf.constant([4, 0], tf.int64))
     outputs = model.generators(noise["z"])
     logits, _ = model.mixed_logits(noise)

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import sigmoid
 
 from tfgan_mix import losses
 
@@ -9,18 +10,14 @@ R = tf.constant([2.0, -1.0, 0.0])  # real logits
 F = tf.constant([-3.0, 0.5, 0.0])  # fake logits
 
 
-def _sigmoid(x):
-    return 1 / (1 + np.exp(-np.asarray(x, dtype=np.float64)))
-
-
 def test_sigmoid_discriminator_loss_is_binary_cross_entropy():
-    expected = -np.log(_sigmoid(R)) - np.log(1 - _sigmoid(F))
+    expected = -np.log(sigmoid(R)) - np.log(1 - sigmoid(F))
     np.testing.assert_allclose(losses.sigmoid_discriminator_loss(R, F).numpy(), expected, rtol=1e-6)
 
 
 def test_generator_losses():
-    np.testing.assert_allclose(losses.non_saturating_generator_loss(F).numpy(), -np.log(_sigmoid(F)), rtol=1e-6)
-    np.testing.assert_allclose(losses.minimax_generator_loss(F).numpy(), np.log(1 - _sigmoid(F)), rtol=1e-6)
+    np.testing.assert_allclose(losses.non_saturating_generator_loss(F).numpy(), -np.log(sigmoid(F)), rtol=1e-6)
+    np.testing.assert_allclose(losses.minimax_generator_loss(F).numpy(), np.log(1 - sigmoid(F)), rtol=1e-6)
     np.testing.assert_allclose(losses.wasserstein_generator_loss(F).numpy(), [3.0, -0.5, 0.0])
 
 
@@ -52,8 +49,8 @@ def test_mix_sigmoid_logits_mixes_probabilities():
     logits = tf.constant([[1.0, -2.0, 0.5], [30.0, -30.0, 0.0]])
     weights = tf.constant([[0.2, 0.5, 0.3], [0.5, 0.25, 0.25]])
     mixed = losses.mix_sigmoid_logits(logits, weights).numpy()
-    p = (weights.numpy() * _sigmoid(logits)).sum(axis=1)
-    np.testing.assert_allclose(_sigmoid(mixed), p, rtol=1e-5)
+    p = (weights.numpy() * sigmoid(logits)).sum(axis=1)
+    np.testing.assert_allclose(sigmoid(mixed), p, rtol=1e-5)
     assert np.all(np.isfinite(mixed))
 
 

@@ -2,19 +2,13 @@
 the component drawn per example from ``u``, and DeLiGAN's sigma regulariser."""
 import numpy as np
 import tensorflow as tf
-from conftest import tiny_options, toy_batches
+from helpers import tiny_model, toy_batches, training_step
 
-from tfgan_mix.core import Step
 from tfgan_mix.methods.deligan import sigma_regulariser
-from tfgan_mix.training.train import build_model
-
-
-def _model(**overrides):
-    return build_model("deligan", {**tiny_options("deligan"), **overrides})
 
 
 def test_one_generator_network_and_k_components():
-    model = _model()
+    model = tiny_model("deligan")
     assert model.generators.num_generators == 1
     assert tuple(model.latent_mixture.mu.shape) == (4, 8) and tuple(model.latent_mixture.sigma.shape) == (4, 8)
     np.testing.assert_allclose(model.latent_mixture.sigma.numpy(), 0.02)
@@ -22,7 +16,7 @@ def test_one_generator_network_and_k_components():
 
 def test_component_comes_from_u_and_z_is_reparameterised():
     """u in [i/K, (i+1)/K) picks component i; the single generator sees mu_i + sigma_i * eps."""
-    model = _model()
+    model = tiny_model("deligan")
     eps = tf.random.stateless_normal([8, 8], [0, 1])
     u = tf.constant([0.0, 0.24, 0.25, 0.49, 0.5, 0.74, 0.75, 0.99])
     samples, component = model.generate({"z": eps, "u": u})
@@ -35,7 +29,7 @@ def test_component_comes_from_u_and_z_is_reparameterised():
 
 def test_components_are_not_tied_to_batch_rows():
     """Any batch size; the same (eps, u) row gives the same sample wherever it sits in the batch."""
-    model = _model()
+    model = tiny_model("deligan")
     noise = model.sample_noise(7, tf.constant([1, 2], tf.int64))
     samples, _ = model.generate(noise)
     reversed_noise = {k: v[::-1] for k, v in noise.items()}
@@ -45,22 +39,22 @@ def test_components_are_not_tied_to_batch_rows():
 
 def test_sigma_regulariser_matches_hand_value():
     """lambda * mean_{i,j} (1 - sigma_ij)^2, DeLiGAN's L_sigma."""
-    model = _model(sigma_penalty=0.5)
+    model = tiny_model("deligan", sigma_penalty=0.5)
     sigma = np.array([[0.0, 1.0], [2.0, 0.5]], np.float32)  # (1 - sigma)^2 = 1, 0, 1, 0.25
     assert abs(float(sigma_regulariser(tf.constant(sigma))) - 2.25 / 4) < 1e-7
     model.latent_mixture.sigma.assign(np.full((4, 8), 0.2, np.float32))
-    noise = model.sample_noise(4, tf.constant([0, 0], tf.int64), model.training_noise_spec())
-    terms = model.generator_losses(Step(tf.zeros([4, 2]), noise))
+    step = training_step(model, 4, (0, 0))
+    terms = model.generator_losses(step)
     assert abs(float(terms["g_sigma"]) - 0.5 * 0.8**2) < 1e-6
-    assert "g_sigma" not in _model(sigma_penalty=0.0).generator_losses(Step(tf.zeros([4, 2]), noise))
+    assert "g_sigma" not in tiny_model("deligan", sigma_penalty=0.0).generator_losses(step)
 
 
 def test_adversarial_gradient_reaches_only_the_chosen_components():
-    model = _model(sigma_penalty=0.0)
-    noise = model.sample_noise(6, tf.constant([0, 0], tf.int64), model.training_noise_spec())
-    noise["u"] = tf.constant([0.1, 0.2, 0.6, 0.1, 0.6, 0.7])  # components 0 and 2 only
+    model = tiny_model("deligan", sigma_penalty=0.0)
+    step = training_step(model, 6, (0, 0))
+    step.noise["u"] = tf.constant([0.1, 0.2, 0.6, 0.1, 0.6, 0.7])  # components 0 and 2 only
     with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(model.generator_losses(Step(tf.zeros([6, 2]), noise))["g_adv"])
+        loss = tf.reduce_mean(model.generator_losses(step)["g_adv"])
     grad_mu, grad_sigma = tape.gradient(loss, [model.latent_mixture.mu, model.latent_mixture.sigma])
     used = np.abs(grad_mu.numpy()).sum(axis=1) > 0
     np.testing.assert_array_equal(used, [True, False, True, False])
@@ -68,7 +62,7 @@ def test_adversarial_gradient_reaches_only_the_chosen_components():
 
 
 def test_training_moves_the_latent_mixture():
-    model = _model()
+    model = tiny_model("deligan")
     mu, sigma = model.latent_mixture.mu.numpy().copy(), model.latent_mixture.sigma.numpy().copy()
     history = model.fit(toy_batches((2,), batch_size=10), steps_per_epoch=3, epochs=1, verbose=0)
     assert "g_sigma" in history.history

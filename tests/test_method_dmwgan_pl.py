@@ -3,21 +3,14 @@ and the learned prior r fitted to Q's posterior on real data (and only by that t
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_options, toy_batches
+from helpers import tiny_model, toy_batches, training_step
 
-from tfgan_mix.core import Step
 from tfgan_mix.methods.dmwgan_pl import DMWGANPLConfig, entropy, one_sided_gradient_penalty, prior_cross_entropy
-from tfgan_mix.training.train import build_model
 
 
-def _model(**overrides):
-    return build_model("dmwgan_pl", {**tiny_options("dmwgan_pl"), **overrides})
-
-
-def _step(model, batch=8, seed=0):
-    noise = model.sample_noise(batch, tf.constant([seed, 0], tf.int64), model.training_noise_spec())
-    real = tf.random.stateless_normal([batch, 2], [seed, 1])
-    return Step(real, noise)
+def _step(model):
+    """8 rows of training noise and standard normal real data (the prior's loss reads real data)."""
+    return training_step(model, 8, (0, 0), real=tf.random.stateless_normal([8, 2], [0, 1]))
 
 
 @pytest.mark.parametrize("slope, expected", [(0.5, 0.0), (1.0, 0.0), (3.0, 4.0)])
@@ -40,7 +33,7 @@ def test_prior_cross_entropy_and_entropy_hand_values():
 
 
 def test_generators_are_drawn_from_the_learned_prior():
-    model = _model()
+    model = tiny_model("dmwgan_pl")
     model.prior.zeta.assign([0.0, 0.0, 10.0, 0.0])  # r puts (almost) all mass on generator 2
     noise = model.sample_noise(64, tf.constant([1, 1], tf.int64))
     _, index = model.generate(noise)
@@ -49,7 +42,7 @@ def test_generators_are_drawn_from_the_learned_prior():
 
 
 def test_info_term_is_q_cross_entropy_on_the_generator_used():
-    model = _model()
+    model = tiny_model("dmwgan_pl")
     step = _step(model)
     fake, index = model.generate(step.noise, training=True)
     expected = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=index, logits=model.encoder_logits(fake))
@@ -59,7 +52,7 @@ def test_info_term_is_q_cross_entropy_on_the_generator_used():
 def test_prior_is_learned_only_from_q_on_real_data():
     """d L_r / d zeta = scale * (r - mean_x Q(. | x_real)) (entropy weight 0); the GAN and MI terms
     give zeta no gradient (c is drawn, not differentiated), and L_r gives Q no gradient."""
-    model = _model(prior_entropy_weight=0.0)
+    model = tiny_model("dmwgan_pl", prior_entropy_weight=0.0)
     model.prior.zeta.assign([0.3, -0.2, 0.1, 0.0])
     step = _step(model)
     encoder_vars = [v for layer in model.encoder_hidden + [model.encoder_out] for v in layer.trainable_variables]
@@ -77,7 +70,7 @@ def test_prior_is_learned_only_from_q_on_real_data():
 
 
 def test_entropy_bonus_decays_with_generator_steps():
-    model = _model(prior_entropy_weight=50.0, prior_entropy_decay=0.9)
+    model = tiny_model("dmwgan_pl", prior_entropy_weight=50.0, prior_entropy_decay=0.9)
     model.fit(toy_batches((2,), batch_size=8), steps_per_epoch=3, epochs=1, verbose=0)
     step = _step(model)
     log_r = model.prior.log_probs()
@@ -90,7 +83,7 @@ def test_prior_loss_is_k_times_the_authors_class_averaged_loss():
     AND the K classes). Our class-summed terms must equal K times that, so the entropy bonus keeps
     the authors' weight relative to the cross-entropy. Written out with numpy, at t = 0."""
     assert DMWGANPLConfig().prior_entropy_weight == 1000.0
-    model = _model()
+    model = tiny_model("dmwgan_pl")
     k = model.config.num_generators
     model.prior.zeta.assign([0.4, -0.3, 0.2, 0.0])
     step = _step(model)
@@ -106,7 +99,7 @@ def test_prior_loss_is_k_times_the_authors_class_averaged_loss():
 def test_critic_trunk_is_not_trained_by_the_encoder():
     """Q reads the critic's features, but its loss belongs to the generator player: the critic's
     weights are never in the generator player's variables."""
-    model = _model()
+    model = tiny_model("dmwgan_pl")
     critic_ids = {id(v) for v in model.discriminator_variables}
     assert not critic_ids & {id(v) for v in model.generator_variables}
     names = {v.path for v in model.generator_variables}

@@ -3,60 +3,55 @@ hand-computed values, and the architecture (shared early block B_s, per-generato
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_options
+from helpers import log_softmax, tiny_model, training_step
 
-from tfgan_mix.core import Step
 from tfgan_mix.methods.madgan import madgan_discriminator_loss, real_logit
-from tfgan_mix.training.train import build_model
-
-
-def _log_softmax(x):
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
 def test_discriminator_loss_is_equation_2_on_fixed_values():
     # K = 2: classes (real, G_1, G_2).
     real = np.array([[1.0, 0.0, -1.0]], np.float32)
     fake = np.array([[[0.0, 2.0, 0.5], [-1.0, 0.0, 1.5]]], np.float32)  # D on G_1(z), D on G_2(z)
-    expected = -_log_softmax(real[0])[0] - 0.5 * (_log_softmax(fake[0, 0])[1] + _log_softmax(fake[0, 1])[2])
+    expected = -log_softmax(real[0])[0] - 0.5 * (log_softmax(fake[0, 0])[1] + log_softmax(fake[0, 1])[2])
     got = madgan_discriminator_loss(tf.constant(real), tf.constant(fake)).numpy()
     np.testing.assert_allclose(got, [expected], rtol=1e-6)
 
 
 def test_real_logit_is_the_logit_of_d0():
     logits = np.array([[0.3, -1.0, 2.0, 0.1]], np.float32)
-    d0 = np.exp(_log_softmax(logits[0]))[0]
+    d0 = np.exp(log_softmax(logits[0]))[0]
     assert real_logit(tf.constant(logits)).numpy()[0] == pytest.approx(np.log(d0 / (1 - d0)), rel=1e-5)
 
 
 @pytest.mark.parametrize("loss", ["ns", "minimax"])
 def test_generator_loss_is_equation_3(loss):
     """minimax: log(1 - D_0(G_i(z))) (Eq. 3 literally); ns: -log D_0(G_i(z)); averaged over i."""
-    model = build_model("madgan", {**tiny_options("madgan"), "loss": loss})
+    model = tiny_model("madgan", loss=loss)
     k = model.config.num_generators
-    noise = model.sample_noise(6, tf.constant([1, 1]), model.training_noise_spec())
+    step = training_step(model, 6, (1, 1))
+    noise = step.noise
     outputs = model.generators(model.shared(noise["z"]))  # (B, K, 2): B_s once, then each G_i
-    d0 = np.stack([np.exp(_log_softmax(model.discriminator(outputs[:, i]).numpy()))[:, 0] for i in range(k)], axis=1)
+    d0 = np.stack([np.exp(log_softmax(model.discriminator(outputs[:, i]).numpy()))[:, 0] for i in range(k)], axis=1)
     expected = np.log(1 - d0) if loss == "minimax" else -np.log(d0)
-    got = model.generator_losses(Step(real=tf.zeros([6, 2]), noise=noise))["g_adv"].numpy()
+    got = model.generator_losses(step)["g_adv"].numpy()
     np.testing.assert_allclose(got, expected.mean(axis=1), rtol=1e-4)
 
 
 def test_discriminator_loss_on_the_model_labels_generator_i_as_class_i():
-    model = build_model("madgan", tiny_options("madgan"))
+    model = tiny_model("madgan")
     k = model.config.num_generators
-    noise = model.sample_noise(5, tf.constant([2, 2]), model.training_noise_spec())
     real = tf.constant(np.random.default_rng(1).normal(size=(5, 2)), tf.float32)
+    step = training_step(model, 5, (2, 2), real=real)
+    noise = step.noise
     outputs = model.generators(model.shared(noise["z"]))
-    fake_lp = np.stack([_log_softmax(model.discriminator(outputs[:, i]).numpy())[:, 1 + i] for i in range(k)], axis=1)
-    expected = -_log_softmax(model.discriminator(real).numpy())[:, 0] - fake_lp.mean(axis=1)
-    got = model.discriminator_losses(Step(real=real, noise=noise))["d_adv"].numpy()
+    fake_lp = np.stack([log_softmax(model.discriminator(outputs[:, i]).numpy())[:, 1 + i] for i in range(k)], axis=1)
+    expected = -log_softmax(model.discriminator(real).numpy())[:, 0] - fake_lp.mean(axis=1)
+    got = model.discriminator_losses(step)["d_adv"].numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
 def test_generators_share_their_early_layers():
-    model = build_model("madgan", tiny_options("madgan"))
+    model = tiny_model("madgan")
     k = model.config.num_generators
     assert model.discriminator.output_shape == (None, k + 1)
     assert model.generators.head[0].shape[:2] == (k, model.config.shared_units[-1])  # each G_i reads B_s(z)
@@ -75,4 +70,4 @@ def test_generators_share_their_early_layers():
 
 def test_wasserstein_loss_is_refused():
     with pytest.raises(ValueError, match="classifier"):
-        build_model("madgan", {**tiny_options("madgan"), "loss": "wasserstein"})
+        tiny_model("madgan", loss="wasserstein")

@@ -5,12 +5,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_options
+from helpers import tiny_model, training_step
 
-from tfgan_mix.core import Step
 from tfgan_mix.methods.megan import gumbel, importance_cv_squared, straight_through_gumbel_softmax
 from tfgan_mix.training.strategy import mirrored_strategy
-from tfgan_mix.training.train import build_model
 
 
 def test_gumbel_max_on_given_uniforms_is_a_draw_from_the_softmax():
@@ -48,13 +46,8 @@ def test_importance_cv_squared_by_hand():
         assert importance_cv_squared(tf.constant(q)).numpy() == pytest.approx(np.var(q) / np.mean(q) ** 2, abs=1e-5)
 
 
-def _model(**extra):
-    keras.utils.set_random_seed(0)
-    return build_model("megan", {**tiny_options("megan"), **extra})
-
-
 def test_sample_is_the_chosen_generator_and_a_function_of_the_noise():
-    model = _model()
+    model = tiny_model("megan", seed=0)
     noise = model.sample_noise(32, tf.constant([7, 0]))
     assert set(noise) == {"z", "gumbel_u"} and noise["gumbel_u"].shape == (32, model.config.num_generators)
     samples, index = model.generate(noise)
@@ -73,7 +66,7 @@ def test_sample_is_the_chosen_generator_and_a_function_of_the_noise():
 
 def test_gate_reads_the_generators_first_layer():
     """Unlike MoG's gate on z alone, MEGAN's gate changes when a generator's first layer does."""
-    model = _model()
+    model = tiny_model("megan", seed=0)
     noise = model.sample_noise(16, tf.constant([1, 0]))
     before = model.route(noise).numpy()
     kernel = model.generators.head[0]
@@ -82,16 +75,17 @@ def test_gate_reads_the_generators_first_layer():
 
 
 def test_balance_term_and_its_gradient_reach_the_gate():
-    model = _model(load_balance=1.0)
-    noise = model.sample_noise(16, tf.constant([2, 0]), model.training_noise_spec())
+    model = tiny_model("megan", seed=0, load_balance=1.0)
+    step = training_step(model, 16, (2, 0))
+    noise = step.noise
     with tf.GradientTape() as tape:
-        terms = model.generator_losses(Step(real=tf.zeros([16, 2]), noise=noise))
+        terms = model.generator_losses(step)
         balance = terms["g_balance"]
     q = model.route(noise).numpy().mean(axis=0)
     assert balance.numpy() == pytest.approx(len(q) * np.sum(q**2) - 1, rel=1e-4)
     grads = tape.gradient(balance, model.gate.trainable_variables)
     assert any(np.abs(g.numpy()).max() > 0 for g in grads if g is not None)
-    assert "g_balance" not in _model(load_balance=0.0).generator_losses(Step(real=tf.zeros([16, 2]), noise=noise))
+    assert "g_balance" not in tiny_model("megan", seed=0, load_balance=0.0).generator_losses(step)
 
 
 def test_balance_statistic_is_global_across_replicas(cpu_devices):
@@ -102,13 +96,14 @@ def test_balance_statistic_is_global_across_replicas(cpu_devices):
 
     def one_step(devices, load_balance, weights):
         strategy = mirrored_strategy(tuple(devices))
-        model = build_model("megan", {**tiny_options("megan"), "load_balance": load_balance}, strategy,
-                            d_optimizer=keras.optimizers.SGD(0.01), g_optimizer=keras.optimizers.SGD(0.01))
+        model = tiny_model("megan", load_balance=load_balance, strategy=strategy,
+                           compile_kwargs={"d_optimizer": keras.optimizers.SGD(0.01),
+                                           "g_optimizer": keras.optimizers.SGD(0.01)})
         model.set_weights(weights)
         model.fit(tf.data.Dataset.from_tensor_slices(x).batch(32, drop_remainder=True), epochs=1, verbose=0)
         return model.get_weights()
 
-    weights = _model().get_weights()
+    weights = tiny_model("megan", seed=0).get_weights()
     one = one_step(cpu_devices[:1], 100.0, weights)
     two = one_step(cpu_devices[:2], 100.0, weights)
     without = one_step(cpu_devices[:1], 0.0, weights)

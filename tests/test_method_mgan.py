@@ -3,35 +3,20 @@ the architecture the method is defined by (shared trunk, same z, classifier head
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_options
+from helpers import log_softmax, softplus, tiny_model, training_step
 
-from tfgan_mix.core import Step
 from tfgan_mix.methods.mgan import generator_cross_entropy
-from tfgan_mix.training.train import build_model
-
-
-def _softplus(x):
-    return np.log1p(np.exp(x))
-
-
-def _log_softmax(x):
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
 def test_generator_cross_entropy_is_minus_log_c_of_the_true_generator():
     logits = np.array([[[2.0, 0.0, -1.0], [0.5, 0.5, 0.5], [0.0, 1.0, 3.0]]], np.float32)  # (1, K=3, K)
-    expected = [-_log_softmax(logits[0, k])[k] for k in range(3)]
+    expected = [-log_softmax(logits[0, k])[k] for k in range(3)]
     np.testing.assert_allclose(generator_cross_entropy(tf.constant(logits)).numpy()[0], expected, rtol=1e-6)
     assert expected[1] == pytest.approx(np.log(3.0))  # an undecided classifier costs log K
 
 
-def _model(**extra):
-    return build_model("mgan", {**tiny_options("mgan"), "beta": 0.7, **extra})
-
-
 def test_architecture_shares_the_trunk_and_adds_a_classifier_head():
-    model = _model()
+    model = tiny_model("mgan", beta=0.7)
     k = model.config.num_generators
     assert model.generators.shared_trunk
     assert model.generators.head[0].shape[0] == k  # one first layer per generator
@@ -43,11 +28,11 @@ def test_architecture_shares_the_trunk_and_adds_a_classifier_head():
 def test_losses_match_equation_4_by_hand():
     """Every generator gets the same z; each term is the average over the K generators of
     D's and C's losses on that generator's fake (the expectation over the uniform r)."""
-    model = _model()
+    model = tiny_model("mgan", beta=0.7)
     k = model.config.num_generators
-    noise = model.sample_noise(5, tf.constant([1, 2]), model.training_noise_spec())
     real = tf.constant(np.random.default_rng(0).normal(size=(5, 2)), tf.float32)
-    step = Step(real=real, noise=noise)
+    step = training_step(model, 5, (1, 2), real=real)
+    noise = step.noise
 
     # By hand: run each generator on z separately (its head + the shared trunk) through D.
     z = noise["z"].numpy()
@@ -55,30 +40,29 @@ def test_losses_match_equation_4_by_hand():
     fake_out = np.stack([model.discriminator(x).numpy() for x in per_gen], axis=1)  # (B, K, 1+K)
     real_out = model.discriminator(real).numpy()
     adv, cls = fake_out[..., 0], fake_out[..., 1:]
-    ce = np.stack([-_log_softmax(cls[:, i])[:, i] for i in range(k)], axis=1)  # -log C_i(G_i(z))
+    ce = np.stack([-log_softmax(cls[:, i])[:, i] for i in range(k)], axis=1)  # -log C_i(G_i(z))
 
     d = {n: v.numpy() for n, v in model.discriminator_losses(step).items()}
     g = {n: v.numpy() for n, v in model.generator_losses(step).items()}
-    np.testing.assert_allclose(d["d_adv"], _softplus(-real_out[:, 0]) + _softplus(adv).mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(d["d_adv"], softplus(-real_out[:, 0]) + softplus(adv).mean(axis=1), rtol=1e-5)
     np.testing.assert_allclose(d["d_cls"], ce.mean(axis=1), rtol=1e-5)  # C's own loss: no beta
-    np.testing.assert_allclose(g["g_adv"], _softplus(-adv).mean(axis=1), rtol=1e-5)  # non-saturating
+    np.testing.assert_allclose(g["g_adv"], softplus(-adv).mean(axis=1), rtol=1e-5)  # non-saturating
     np.testing.assert_allclose(g["g_cls"], 0.7 * ce.mean(axis=1), rtol=1e-5)  # beta * classifier CE
 
 
 def test_minimax_loss_gives_log_one_minus_d():
-    model = _model(loss="minimax")
-    noise = model.sample_noise(4, tf.constant([3, 4]), model.training_noise_spec())
-    adv, _ = model.all_fake_heads(noise)
-    g = model.generator_losses(Step(real=tf.zeros([4, 2]), noise=noise))["g_adv"].numpy()
-    np.testing.assert_allclose(g, -_softplus(adv.numpy()).mean(axis=1), rtol=1e-5)
+    model = tiny_model("mgan", beta=0.7, loss="minimax")
+    step = training_step(model, 4, (3, 4))
+    adv, _ = model.all_fake_heads(step.noise)
+    g = model.generator_losses(step)["g_adv"].numpy()
+    np.testing.assert_allclose(g, -softplus(adv.numpy()).mean(axis=1), rtol=1e-5)
 
 
 def test_classifier_term_pushes_generators_apart():
     """The gradient of beta * CE on the generators' first layers: with beta = 0 only the
     adversarial term acts; the classifier term adds a gradient that differs per generator."""
-    model = _model()
-    noise = model.sample_noise(8, tf.constant([5, 6]), model.training_noise_spec())
-    step = Step(real=tf.zeros([8, 2]), noise=noise)
+    model = tiny_model("mgan", beta=0.7)
+    step = training_step(model, 8, (5, 6))
     with tf.GradientTape() as tape:
         g_cls = tf.reduce_mean(model.generator_losses(step)["g_cls"])
     head_grad = tape.gradient(g_cls, model.generators.head[0]).numpy()
@@ -88,6 +72,6 @@ def test_classifier_term_pushes_generators_apart():
 
 def test_needs_two_generators_and_nonnegative_beta():
     with pytest.raises(ValueError, match=">= 2 generators"):
-        build_model("mgan", {**tiny_options("mgan"), "num_generators": 1})
+        tiny_model("mgan", num_generators=1)
     with pytest.raises(ValueError, match="beta"):
-        build_model("mgan", {**tiny_options("mgan"), "beta": -1.0})
+        tiny_model("mgan", beta=-1.0)

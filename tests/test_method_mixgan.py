@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import toy_batches
+from helpers import snapshot, toy_batches, training_step
 
 from tfgan_mix.core import Step
 from tfgan_mix.methods.mixgan_plus import entropy_regularizer
@@ -50,8 +50,7 @@ def _penalty(critics, j, x_hat):
 
 def _step(model, batch, seed=7):
     real = np.random.default_rng(seed).normal(size=(batch, 3)).astype("float32")
-    noise = model.sample_noise(batch, tf.constant([seed, 1], tf.int64), model.training_noise_spec())
-    return Step(real=tf.constant(real), noise=noise)
+    return training_step(model, batch, (seed, 1), real=real)
 
 
 # ---------------------------------------------------------------------- mixgan_plus
@@ -187,7 +186,7 @@ def test_mixgan_model_parallel_places_g_i_and_d_j_on_device_i_mod_n():
                          (model.generator_losses(step), plain.generator_losses(step))):
         for name in ours:
             np.testing.assert_allclose(ours[name].numpy(), theirs[name].numpy(), rtol=1e-4, atol=1e-6)
-    before = [v.numpy().copy() for v in model.trainable_variables]
+    before = snapshot(model.trainable_variables)
     history = model.fit(toy_batches((3,)), steps_per_epoch=2, epochs=1, verbose=0)
     assert all(np.all(np.isfinite(v)) for v in history.history.values())
     assert all(not np.allclose(b, v.numpy()) for b, v in zip(before, model.trainable_variables)
@@ -219,13 +218,13 @@ def test_mixgan_plus_updates_generators_before_critics():
                         d_optimizer=keras.optimizers.SGD(1.0), g_optimizer=keras.optimizers.SGD(lr))
     real = np.random.default_rng(3).normal(size=(8, 3)).astype("float32")
     g_vars = model.generator_variables
-    before = [v.numpy().copy() for v in g_vars]
+    before = snapshot(g_vars)
     noise = model.draw_training_noise(8, tf.constant(0, tf.int64), model.config.d_steps)  # the generator's draw
     with tf.GradientTape() as tape:
         terms = model.generator_losses(Step(real=tf.constant(real), noise=noise))
         loss = tf.reduce_mean(terms["g_adv"]) + terms["g_entropy"]
     expected = [b - lr * g.numpy() for b, g in zip(before, tape.gradient(loss, g_vars))]
-    d_before = [v.numpy().copy() for v in model.discriminator_variables]
+    d_before = snapshot(model.discriminator_variables)
     model.fit(tf.data.Dataset.from_tensor_slices(real).batch(8, drop_remainder=True), epochs=1, verbose=0)
     assert int(model.d_optimizer.iterations.numpy()) == 2 and int(model.g_optimizer.iterations.numpy()) == 1
     assert any(not np.allclose(b, v.numpy(), atol=1e-4) for b, v in zip(d_before, model.discriminator_variables))

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_options, toy_batches
+from helpers import snapshot, tiny_model, toy_batches, training_step
 
 from tfgan_mix.data.toy import load
 from tfgan_mix.export.rules import get_rule
@@ -19,7 +19,7 @@ from tfgan_mix.methods.pgmgan import (PGMGANConfig, contrastive_loss, fake_term,
                                       restricted_fake_weights)
 from tfgan_mix.training import presets
 from tfgan_mix.training.strategy import mirrored_strategy
-from tfgan_mix.training.train import build_model, make_dataset
+from tfgan_mix.training.train import make_dataset
 
 GRID_K = 25
 GRID_PARTITION_STEPS = 800  # measured purity: 0.989 at 600 steps (seed 0); 1.0 at 800 (seeds 0, 1, 2)
@@ -113,11 +113,9 @@ def test_partitioner_layers_have_spectral_norm_below_one_and_phi_is_bi_lipschitz
 @pytest.fixture(scope="module")
 def grid_model():
     """A pgmgan whose partitioner phase ran inside ``fit`` on grid25 (plus a few frozen steps)."""
-    keras.utils.set_random_seed(0)
-    options = {**tiny_options("pgmgan"), "num_generators": GRID_K, "partition_steps": GRID_PARTITION_STEPS,
-               "partitioner_blocks": 4, "partitioner_layers": 2, "partitioner_units": 32,
-               "partitioner_learning_rate": 0.01, "guide_weight": 2.0, "guide_anneal_steps": 100}
-    model = build_model("pgmgan", options)
+    model = tiny_model("pgmgan", seed=0, num_generators=GRID_K, partition_steps=GRID_PARTITION_STEPS,
+                       partitioner_blocks=4, partitioner_layers=2, partitioner_units=32,
+                       partitioner_learning_rate=0.01, guide_weight=2.0, guide_anneal_steps=100)
     data = make_dataset(load("grid25").x.astype("float32"), 512)
     model.fit(data, steps_per_epoch=GRID_PARTITION_STEPS, epochs=1, verbose=0)
     return model
@@ -229,11 +227,11 @@ def test_plain_mlp_partitioner_guide_has_local_optima():
 
 
 # ---------------------------------------------------------------------- routing and rejection
-def _small_model(**overrides):
-    keras.utils.set_random_seed(1)
-    options = {**tiny_options("pgmgan"), "partitioner_blocks": 2, "partitioner_layers": 2, "partitioner_units": 8,
-               **overrides}
-    return build_model(options.pop("method", "pgmgan"), options)
+SMALL_PARTITIONER = {"partitioner_blocks": 2, "partitioner_layers": 2, "partitioner_units": 8}
+
+
+def _small_model(method="pgmgan", **overrides):
+    return tiny_model(method, seed=1, **{**SMALL_PARTITIONER, **overrides})
 
 
 def test_inference_draws_partitions_with_the_data_proportions():
@@ -265,8 +263,7 @@ def test_partition_rule_accepts_a_sample_only_inside_its_generators_partition():
 # ---------------------------------------------------------------------- losses, players, variants
 def test_generator_loss_adds_the_annealed_guide_and_partition_gan_has_none():
     model = _small_model(partition_steps=0, guide_weight=3.0, guide_anneal_steps=0)
-    step = type("S", (), {"real": tf.zeros([16, 2]), "noise": model.sample_noise(16, tf.constant([2, 3]),
-                                                                                  model.training_noise_spec())})
+    step = training_step(model, 16, (2, 3))
     terms = model.generator_losses(step)
     fake, index = model.generate(step.noise, training=True)
     np.testing.assert_allclose(terms["g_guide"].numpy(), 3.0 * model.partitioner.guide(fake, index).numpy(), rtol=1e-5)
@@ -278,10 +275,6 @@ def test_generator_loss_adds_the_annealed_guide_and_partition_gan_has_none():
     assert model.discriminator.output_shape == (None, model.config.num_generators)
 
 
-def _snap(variables):
-    return [v.numpy().copy() for v in variables]
-
-
 def test_image_phases_pretext_then_partition_mine_in_the_frozen_pretext_embedding():
     """Images (section 4.1 and SCAN): the pretext phase trains phi_0 and the head, not S; S's phi
     starts as phi_0 when the partition phase starts; the pretext network, hence the embedding the
@@ -290,14 +283,14 @@ def test_image_phases_pretext_then_partition_mine_in_the_frozen_pretext_embeddin
                          pretext_steps=2, partition_steps=4, pretext_dim=8, pretext_units=16)
     data = toy_batches((8, 8, 1))
     probe = next(iter(data))
-    s_before = _snap(model.partition_variables)
-    pretext_before = _snap(model.pretext_variables)
+    s_before = snapshot(model.partition_variables)
+    pretext_before = snapshot(model.pretext_variables)
     history = model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)  # steps 0, 1: pretext
     assert np.isfinite(history.history["p_contrastive"][0])
-    assert all(np.array_equal(b, a) for b, a in zip(s_before[-2:], _snap(model.partition_variables)[-2:])), \
+    assert all(np.array_equal(b, a) for b, a in zip(s_before[-2:], snapshot(model.partition_variables)[-2:])), \
         "W moved in the pretext phase"
     assert not np.allclose(pretext_before[0], model.pretext_variables[0].numpy()), "phi_0 did not train"
-    phi_0 = _snap(model.pretext_trunk.feature_variables)
+    phi_0 = snapshot(model.pretext_trunk.feature_variables)
     embedding = model.mining_embedding(probe).numpy()
     model.p_optimizer.learning_rate.assign(0.0)  # step 2 alone, without moving S: the initialisation
     model.fit(data, steps_per_epoch=1, epochs=1, verbose=0)
@@ -306,11 +299,11 @@ def test_image_phases_pretext_then_partition_mine_in_the_frozen_pretext_embeddin
     for i in trainable:
         np.testing.assert_array_equal(model.partitioner.feature_variables[i].numpy(), phi_0[i])
     model.p_optimizer.learning_rate.assign(0.01)
-    s_start = _snap(model.partition_variables)
+    s_start = snapshot(model.partition_variables)
     model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)  # steps 3..5: partition (Adam's momentum)
     assert not np.allclose(s_start[-2], model.partitioner.partition_kernel.numpy()), "W did not move when partitioning"
     assert not np.allclose(s_start[0], model.partitioner.feature_variables[0].numpy()), "phi did not move"
-    for frozen, now in zip(phi_0, _snap(model.pretext_trunk.feature_variables), strict=True):
+    for frozen, now in zip(phi_0, snapshot(model.pretext_trunk.feature_variables), strict=True):
         np.testing.assert_array_equal(frozen, now)
     np.testing.assert_array_equal(embedding, model.mining_embedding(probe).numpy())
 
@@ -324,17 +317,15 @@ def test_low_dimensional_data_mine_neighbours_in_the_raw_data():
 
 def test_partitioner_freeze_is_exact_with_a_momentum_optimizer():
     """A zero gradient does not stop Adam; the partitioner must not move after its phase anyway."""
-    keras.utils.set_random_seed(1)
-    options = {**tiny_options("pgmgan"), "partitioner_blocks": 2, "partitioner_layers": 2, "partitioner_units": 8,
-               "partition_steps": 3}
-    model = build_model("pgmgan", options, p_optimizer=keras.optimizers.Adam(0.05))
+    model = tiny_model("pgmgan", seed=1, partition_steps=3, **SMALL_PARTITIONER,
+                       compile_kwargs={"p_optimizer": keras.optimizers.Adam(0.05)})
     data = toy_batches((2,), batch_size=32)
-    start = _snap(model.partitioner.variables)
+    start = snapshot(model.partitioner.variables)
     model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
-    trained = _snap(model.partitioner.variables)
+    trained = snapshot(model.partitioner.variables)
     assert any(not np.allclose(a, b) for a, b in zip(start, trained)), "the partitioner did not train"
     model.fit(data, steps_per_epoch=4, epochs=1, verbose=0)
-    for before, after in zip(trained, _snap(model.partitioner.variables), strict=True):
+    for before, after in zip(trained, snapshot(model.partitioner.variables), strict=True):
         np.testing.assert_array_equal(before, after)
 
 
@@ -409,12 +400,13 @@ def test_partitioner_update_is_the_same_on_one_and_two_replicas_with_sgd(cpu_dev
     results, weights = [], None
     for devices in (cpu_devices[:1], cpu_devices[:2]):
         strategy = mirrored_strategy(tuple(devices))
-        options = {**tiny_options("pgmgan"), "partitioner_blocks": 2, "partitioner_layers": 2, "partitioner_units": 8}
-        model = build_model("pgmgan", options, strategy, p_optimizer=keras.optimizers.SGD(0.1),
-                            d_optimizer=keras.optimizers.SGD(0.01), g_optimizer=keras.optimizers.SGD(0.01))
+        model = tiny_model("pgmgan", strategy=strategy, **SMALL_PARTITIONER,
+                           compile_kwargs={"p_optimizer": keras.optimizers.SGD(0.1),
+                                           "d_optimizer": keras.optimizers.SGD(0.01),
+                                           "g_optimizer": keras.optimizers.SGD(0.01)})
         if weights is None:
             weights = model.get_weights()
-            initial = [v.numpy().copy() for v in model.partitioner.variables]
+            initial = snapshot(model.partitioner.variables)
         else:
             model.set_weights(weights)
         model.fit(tf.data.Dataset.from_tensor_slices(x).batch(32, drop_remainder=True), epochs=1, verbose=0)

@@ -3,7 +3,7 @@ selection made over the *global* pre-sample under MirroredStrategy, and the infe
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_options, toy_batches
+from helpers import tiny_model, tiny_options, toy_batches, training_step
 
 from tfgan_mix.core import Step
 from tfgan_mix.methods.masked_prior import global_presample, masked_resample, num_kept
@@ -41,8 +41,7 @@ def test_weights_follow_eq_7(loss):
     """w proportional to the probability score s = sigmoid(logit) (paper 003, Eq. 7), whatever the
     loss: the lowest-scored z keeps a positive weight, and an outlying score does not take the
     pre-sample's mass (a shift of the logits changes the weights; s - min s would not)."""
-    model = build_model("weighted_prior", {**tiny_options("weighted_prior"), "loss": loss,
-                                           "gradient_penalty": 10.0 if loss == "wasserstein" else 0.0})
+    model = tiny_model("weighted_prior", loss=loss, gradient_penalty=10.0 if loss == "wasserstein" else 0.0)
     w = model.selection_weights(tf.constant(SCORES)).numpy()
     np.testing.assert_allclose(w, 1 / (1 + np.exp(-SCORES)), rtol=1e-6, atol=1e-7)
     assert w.min() > 0.04  # logit -3: s = 0.047, not 0
@@ -55,7 +54,7 @@ def test_weights_follow_eq_7(loss):
 def test_weighted_prior_statistics_use_the_probability_score():
     """The inference rule's (offset, w_max): offset 0 and w_max the largest sigmoid score, with the
     default (Wasserstein) critic as with a sigmoid loss."""
-    model = build_model("weighted_prior", tiny_options("weighted_prior"))
+    model = tiny_model("weighted_prior")
     assert model.config.loss == "wasserstein"  # section 4.1: "We use Wasserstein-GAN"
     offset, w_max = model.selection_statistics(tf.constant(SCORES))
     assert float(offset) == 0.0 and float(w_max) == pytest.approx(1 / (1 + np.exp(-5.0)), rel=1e-6)
@@ -64,11 +63,10 @@ def test_weighted_prior_statistics_use_the_probability_score():
 @pytest.mark.parametrize("method", ["masked_prior", "weighted_prior"])
 def test_both_players_train_on_the_resampled_batch(method):
     """The step's z is replaced by rows of the pre-sample, for masking only rows scored in the top r."""
-    model = build_model(method, tiny_options(method))
-    noise = model.sample_noise(16, tf.constant([3, 4], tf.int64), model.training_noise_spec())
-    step = Step(tf.zeros([16, 2]), noise)
+    model = tiny_model(method)
+    step = training_step(model, 16, (3, 4))
     z = model.resampled(step).noise["z"].numpy()
-    candidates = noise["pre_z"].numpy().reshape(-1, 8)
+    candidates = step.noise["pre_z"].numpy().reshape(-1, 8)
     match = np.all(np.isclose(z[:, None, :], candidates[None]), axis=-1)
     assert match.any(axis=1).all(), "every resampled z is a pre-sample row"
     if method == "masked_prior":
@@ -109,8 +107,7 @@ def test_global_presample_is_a_static_reshape():
 def test_mask_rule_accepts_about_r_of_the_prior_after_training():
     """The inference rule keeps z with s(z) >= pct_{1-r}, estimated during training: on fresh prior
     draws it accepts about a fraction r, and exactly those scored at or above the stored cut."""
-    options = {**tiny_options("masked_prior"), "mask_rate": 0.3}
-    model = build_model("masked_prior", options)
+    model = tiny_model("masked_prior", mask_rate=0.3)
     model.fit(toy_batches((2,), batch_size=64), steps_per_epoch=2, epochs=1, verbose=0)
     noise = model.sample_noise(4000, tf.constant([9, 9], tf.int64))
     samples, _ = model.generate(noise)
@@ -122,7 +119,7 @@ def test_mask_rule_accepts_about_r_of_the_prior_after_training():
 
 def test_weight_rule_is_rejection_sampling_with_the_candidates_uniform():
     """Accept z when u <= w(s(z)) / w_max: the score is w/w_max - u, threshold 0."""
-    model = build_model("weighted_prior", tiny_options("weighted_prior"))
+    model = tiny_model("weighted_prior")
     model.selection_stats.offset.assign(-1.0)
     model.selection_stats.scale.assign(4.0)
     z = tf.random.stateless_uniform([6, 8], [1, 2], -1, 1)
@@ -136,7 +133,7 @@ def test_weight_rule_is_rejection_sampling_with_the_candidates_uniform():
 
 
 def test_sample_with_prior_keeps_the_top_scored_generation():
-    model = build_model("masked_prior", {**tiny_options("masked_prior"), "mask_rate": 0.25})
+    model = tiny_model("masked_prior", mask_rate=0.25)
     _, chosen = model.sample_with_prior(200, seed=5)
     raw, _ = model.sample(2000, seed=5)
     all_scores = model.discriminate(tf.constant(raw)).numpy()
@@ -147,7 +144,7 @@ def test_sample_with_prior_keeps_the_top_scored_generation():
 def test_one_generator_only():
     for method in ("masked_prior", "weighted_prior"):
         with pytest.raises(ValueError, match="at most 1 generator"):
-            build_model(method, {**tiny_options(method), "num_generators": 2})
+            tiny_model(method, num_generators=2)
 
 
 @pytest.mark.parametrize("method, rule", [("masked_prior", "prior_mask"), ("weighted_prior", "prior_weight")])
@@ -158,7 +155,7 @@ def test_inference_rule_exports_to_onnx_with_parity(method, rule, tmp_path):
     from tfgan_mix.export import writer
     from tfgan_mix.export.sampler import Sampler, calibrate
 
-    model = build_model(method, tiny_options(method))
+    model = tiny_model(method)
     model.fit(toy_batches((2,), batch_size=16), steps_per_epoch=2, epochs=1, verbose=0)
     rejection = calibrate(model, candidates=4)  # the method's default rule and its fixed threshold
     assert (rejection.rule, rejection.threshold) == (rule, 0.0)

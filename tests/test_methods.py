@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_options, toy_batches
+from helpers import moved, snapshot, tiny_model, tiny_options, toy_batches
 
 import tfgan_mix
 from tfgan_mix.training.strategy import mirrored_strategy
@@ -17,26 +17,18 @@ from tfgan_mix.training.train import build_model
 METHODS = tfgan_mix.list_methods()
 
 
-def _snapshot(variables):
-    return [v.numpy().copy() for v in variables]
-
-
-def _moved(before, variables):
-    return any(not np.allclose(b, v.numpy()) for b, v in zip(before, variables))
-
-
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("images", [False, True], ids=["points", "images"])
 def test_fit_moves_both_players_with_finite_losses(method, images):
     options = tiny_options(method, images)
     model = build_model(method, options)
-    d_before, g_before = _snapshot(model.discriminator_variables), _snapshot(model.generator_variables)
+    d_before, g_before = snapshot(model.discriminator_variables), snapshot(model.generator_variables)
     history = model.fit(toy_batches(options["data_shape"]), steps_per_epoch=3, epochs=1, verbose=0)
     assert {"d_loss", "g_loss"} <= set(history.history)
     for name, values in history.history.items():
         assert np.all(np.isfinite(values)), f"{name} is not finite: {values}"
-    assert _moved(d_before, model.discriminator_variables), "discriminator did not move"
-    assert _moved(g_before, model.generator_variables), "generator side did not move"
+    assert moved(d_before, model.discriminator_variables), "discriminator did not move"
+    assert moved(g_before, model.generator_variables), "generator side did not move"
     samples, generator = model.sample(7, seed=1)
     assert samples.shape == (7, *options["data_shape"])
     assert generator.shape == (7,) and np.all((0 <= generator) & (generator < options["num_generators"]))
@@ -91,10 +83,10 @@ def test_trains_with_mixed_precision_and_exports_float32(method, precision):
     assert model.generators.compute_dtype == precision.removeprefix("mixed_")
     assert all(v.dtype == "float32" for v in model.trainable_variables), "variables must stay float32"
     assert isinstance(model.g_optimizer, keras.optimizers.LossScaleOptimizer) == (precision == "mixed_float16")
-    before = _snapshot(model.generator_variables)
+    before = snapshot(model.generator_variables)
     history = model.fit(toy_batches((2,)), steps_per_epoch=3, epochs=1, verbose=0)
     assert all(np.all(np.isfinite(v)) for v in history.history.values())
-    assert _moved(before, model.generator_variables)
+    assert moved(before, model.generator_variables)
     samples, _ = model.sample(5, seed=1)
     assert samples.dtype == np.float32 and np.all(np.isfinite(samples))
     assert keras.config.dtype_policy().name == "float32", "building a model must not change the global policy"
@@ -138,8 +130,8 @@ def test_one_and_two_replicas_give_the_same_first_update(method, cpu_devices):
         data = tf.data.Dataset.from_tensor_slices(x).batch(32, drop_remainder=True)
         model.fit(data, epochs=1, verbose=0)
         results.append(model.get_weights())
-    moved = max(float(np.max(np.abs(a - w))) for a, w in zip(results[0], weights))
-    assert moved > 1e-5, "the step did not change the weights"
+    change = max(float(np.max(np.abs(a - w))) for a, w in zip(results[0], weights))
+    assert change > 1e-5, "the step did not change the weights"
     for one, two in zip(*results):
         np.testing.assert_allclose(one, two, rtol=1e-4, atol=1e-5)
 
@@ -161,7 +153,7 @@ def test_replicas_draw_different_noise(method, cpu_devices):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_loss_term_is_logged(method):
-    model = build_model(method, tiny_options(method))
+    model = tiny_model(method)
     history = model.fit(toy_batches((2,)), steps_per_epoch=1, epochs=1, verbose=0)
     names = set(history.history)
     assert {"d_adv", "g_adv", "d_loss", "g_loss"} <= names
@@ -184,7 +176,7 @@ def test_unknown_option_is_named():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_evaluate_runs_test_step(method):
-    model = build_model(method, tiny_options(method))
+    model = tiny_model(method)
     results = model.evaluate(toy_batches((2,)), steps=2, verbose=0, return_dict=True)
     assert {"d_loss", "g_loss"} <= set(results)
     assert all(np.isfinite(v) for v in results.values())
@@ -198,11 +190,11 @@ def test_every_loss_family_and_noise_prior_trains(loss, noise):
                "gradient_penalty": 1.0 if loss == "wasserstein" else 0.0,
                "g_learning_rate": 1e-3, "d_learning_rate": 4e-3}
     model = build_model("npgan", options)
-    before = _snapshot(model.generator_variables)
+    before = snapshot(model.generator_variables)
     history = model.fit(toy_batches((2,)), steps_per_epoch=2, epochs=1, verbose=0)
     assert all(np.all(np.isfinite(v)) for v in history.history.values())
     assert ("d_gp" in history.history) == (loss == "wasserstein")
-    assert _moved(before, model.generator_variables)
+    assert moved(before, model.generator_variables)
     # d_steps=2: the critic took two updates per generator update (TTUR rates kept apart).
     assert int(model.d_optimizer.iterations.numpy()) == 2 * int(model.g_optimizer.iterations.numpy()) == 4
     assert model.d_optimizer.learning_rate.numpy() == pytest.approx(4e-3)
