@@ -13,10 +13,27 @@ from tfgan_mix.training.strategy import split_cpu  # noqa: E402
 split_cpu(2)
 
 # Re-exported for modules that still import them from here; new code imports from helpers.
-from helpers import tiny_options, toy_batches  # noqa: E402, F401
+from helpers import tiny_options, toy_batches, train_tiny_run  # noqa: E402, F401
 
 
 @pytest.fixture
 def cpu_devices():
     return [d.name for d in tf.config.list_logical_devices("CPU")]
 
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny npgan run of ``helpers.TINY_RUN`` (4 steps on gaussians3), trained once per test
+    process and shared by the export and serving tests. Read it, never write into it."""
+    return train_tiny_run(tmp_path_factory.mktemp("tiny_run"))
+
+
+@pytest.fixture(scope="session")
+def truncated_export(tiny_run, tmp_path_factory):
+    """``tiny_run`` exported (SavedModel and ONNX) with the truncation rule at L2 radius 0.9 and one
+    candidate per row: of 4-D uniform z it accepts the 4-ball's share of the cube [-1, 1]^4.
+    Returns the version directory; read it, never write into it."""
+    from tfgan_mix.export import writer
+
+    return writer.export_run(tiny_run, str(tmp_path_factory.mktemp("truncated")), rule="truncation",
+                             threshold=-0.9, candidates=1)

@@ -1,5 +1,6 @@
-"""Plain helpers shared by the test modules: tiny models and steps, numpy references and free
-loopback ports. Fixtures live in conftest.py; this module has none."""
+"""Plain helpers shared by the test modules: tiny models and steps, numpy references, the tiny
+trained run, and free loopback ports. Fixtures live in conftest.py; this module has none."""
+import copy
 import socket
 
 import keras
@@ -79,6 +80,22 @@ def softplus(x):
 def log_softmax(x):
     x = x - x.max(axis=-1, keepdims=True)
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+# ---------------------------------------------------------------------- the tiny trained run
+TINY_RUN = {"method": "npgan", "data": "gaussians3", "steps": 4, "batch_size": 32, "num_generators": 3,
+            "options": {"generator_units": [16], "discriminator_units": [16], "latent_dim": 4, "router_units": [8]}}
+
+
+def train_tiny_run(out, **changes):
+    """Train ``TINY_RUN`` (updated by ``changes``, TrainSpec fields) into ``out``; returns ``str(out)``.
+    Training seeds itself, so every call with the same changes gives the same run."""
+    from tfgan_mix.data import load_dataset
+    from tfgan_mix.training.train import TrainSpec, train
+
+    spec = TrainSpec(**copy.deepcopy({**TINY_RUN, **changes}))
+    train(spec, load_dataset(spec.data), str(out), verbose=0)
+    return str(out)
 
 
 # ---------------------------------------------------------------------- loopback

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tensorflow as tf
-from conftest import tiny_options
+from helpers import tiny_options
 
 import tfgan_mix
 from tfgan_mix.data import Dataset
@@ -191,23 +191,10 @@ def test_drs_score_is_the_papers_f_against_a_uniform():
     assert abs(passed.mean() - np.mean(1 / (1 + np.exp(-f)))) < 0.05
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    from tfgan_mix.data import load_dataset
-    from tfgan_mix.training.train import TrainSpec, train
-
-    out = tmp_path_factory.mktemp("run")
-    spec = TrainSpec(method="npgan", data="gaussians3", steps=4, batch_size=32, num_generators=3,
-                     options={"generator_units": [16], "discriminator_units": [16], "latent_dim": 4,
-                              "router_units": [8]})
-    train(spec, load_dataset("gaussians3"), str(out), verbose=0)
-    return str(out)
-
-
-def test_export_writes_numbered_versions_with_a_model_card(run_dir, tmp_path):
+def test_export_writes_numbered_versions_with_a_model_card(tiny_run, tmp_path):
     base = tmp_path / "sampler"
-    first = writer.export_run(run_dir, str(base))
-    second = writer.export_run(run_dir, str(base), formats="savedmodel", rule="router")
+    first = writer.export_run(tiny_run, str(base))
+    second = writer.export_run(tiny_run, str(base), formats="savedmodel", rule="router")
     assert os.path.basename(first) == "1" and os.path.basename(second) == "2"
     assert sorted(os.listdir(base)) == ["1", "2"], "no temporary directory may remain"
     card = json.loads((base / "1" / writer.CARD_FILE).read_text())
@@ -227,16 +214,16 @@ def test_export_writes_numbered_versions_with_a_model_card(run_dir, tmp_path):
     assert json.loads((base / "2" / writer.CARD_FILE).read_text())["rejection"]["rule"] == "router"
 
 
-def test_existing_version_is_refused_and_kept(run_dir, tmp_path):
+def test_existing_version_is_refused_and_kept(tiny_run, tmp_path):
     base = tmp_path / "sampler"
-    writer.export_run(run_dir, str(base), version=3, formats="savedmodel")
+    writer.export_run(tiny_run, str(base), version=3, formats="savedmodel")
     before = os.path.getmtime(base / "3" / "saved_model.pb")
     with pytest.raises(FileExistsError, match="already exists"):
-        writer.export_run(run_dir, str(base), version=3, formats="savedmodel")
+        writer.export_run(tiny_run, str(base), version=3, formats="savedmodel")
     assert os.path.getmtime(base / "3" / "saved_model.pb") == before
 
 
-def test_failed_export_leaves_no_version(run_dir, tmp_path, monkeypatch):
+def test_failed_export_leaves_no_version(tiny_run, tmp_path, monkeypatch):
     base = tmp_path / "sampler"
 
     def broken(sampler, path):
@@ -244,19 +231,36 @@ def test_failed_export_leaves_no_version(run_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(writer, "write_onnx", broken)
     with pytest.raises(RuntimeError, match="conversion failed"):
-        writer.export_run(run_dir, str(base))
+        writer.export_run(tiny_run, str(base))
     assert os.listdir(base) == []
 
 
-def test_bad_format_is_named(run_dir, tmp_path):
+def test_bad_format_is_named(tiny_run, tmp_path):
     with pytest.raises(ValueError, match="unknown export format"):
-        writer.export_run(run_dir, str(tmp_path / "b"), formats="tflite")
+        writer.export_run(tiny_run, str(tmp_path / "b"), formats="tflite")
     assert not (tmp_path / "b").exists()
 
 
-def test_savedmodel_loads_like_tf_serving_in_a_fresh_process(run_dir, tmp_path):
+@pytest.fixture(scope="module")
+def manifold_versions(tiny_run, tmp_path_factory):
+    """Version 1: the default export (the k-NN manifold rule); version 2: the same balls at a tight
+    radius that rejects ~60% of raw samples, one candidate per row."""
+    from tfgan_mix.export.rules import ball_ratio
+    from tfgan_mix.training.train import load_run
+
+    base = tmp_path_factory.mktemp("manifold")
+    first = writer.export_run(tiny_run, str(base), rule="manifold")
+    with np.load(os.path.join(first, "rejection.npz")) as npz:
+        balls = dict(npz)
+    ratio = ball_ratio(load_run(tiny_run).sample(2000, seed=1)[0], balls["centres"], balls["radii"])
+    radius = float(np.quantile(ratio, 0.4))  # a radius that rejects ~60% of raw samples
+    second = writer.export_run(tiny_run, str(base), rule="manifold", threshold=-radius, candidates=1, version=2)
+    return {"default": first, "tight": second, "balls": balls, "radius": radius}
+
+
+def test_savedmodel_loads_like_tf_serving_in_a_fresh_process(manifold_versions):
     """Only TensorFlow, by tag and signature name, as the model server does; saved_model_cli too."""
-    version = writer.export_run(run_dir, str(tmp_path / "s"), formats="savedmodel")
+    version = manifold_versions["default"]
     script = (
         "import sys, tensorflow as tf\n"
         "m = tf.saved_model.load(sys.argv[1], tags=['serve'])\n"
@@ -273,28 +277,26 @@ def test_savedmodel_loads_like_tf_serving_in_a_fresh_process(run_dir, tmp_path):
     assert "signature_def['serving_default']" in cli.stdout and "signature_def['from_noise']" in cli.stdout
 
 
-def test_export_command(run_dir, tmp_path, capsys):
+def test_export_command(tiny_run, tmp_path, capsys):
     from tfgan_mix.training import cli
 
     base = tmp_path / "base"
-    assert cli.main(["export", run_dir, "--out", str(base), "--formats", "onnx", "--candidates", "3"]) == 0
+    assert cli.main(["export", tiny_run, "--out", str(base), "--formats", "onnx", "--candidates", "3"]) == 0
     out = capsys.readouterr().out
     assert f"exported npgan to {base / '1'}" in out and "acceptance_rate" in out
     assert json.loads((base / "1" / writer.CARD_FILE).read_text())["candidates"] == 3
-    assert cli.main(["export", run_dir, "--out", str(tmp_path / "never"), "--reject", "bogus"]) == 2
+    assert cli.main(["export", tiny_run, "--out", str(tmp_path / "never"), "--reject", "bogus"]) == 2
     assert "no rejection rule 'bogus'" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
 
 
 @pytest.mark.parametrize("target", ["savedmodel", "onnx"])
-def test_sample_command_keeps_only_accepted_samples(run_dir, tmp_path, capsys, target):
+def test_sample_command_keeps_only_accepted_samples(truncated_export, tmp_path, capsys, target):
     """`tfgan-mix sample` on an exported version: every written sample passed the sampler's rule."""
     from tfgan_mix.training import cli
 
-    base = tmp_path / "base"
     # Accept-all would prove nothing: truncation at L2 radius 0.9 keeps a known share of uniform z.
-    writer.export_run(run_dir, str(base), rule="truncation", threshold=-0.9, candidates=1)
-    source = base / "1" / "model.onnx" if target == "onnx" else base / "1"
+    source = os.path.join(truncated_export, "model.onnx") if target == "onnx" else truncated_export
     out = tmp_path / "s.npy"
     assert cli.main(["sample", str(source), "-n", "300", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -306,22 +308,14 @@ def test_sample_command_keeps_only_accepted_samples(run_dir, tmp_path, capsys, t
 
 
 @pytest.mark.parametrize("target", ["savedmodel", "onnx"])
-def test_sample_writes_exactly_n_samples_that_each_passed(run_dir, tmp_path, capsys, target):
+def test_sample_writes_exactly_n_samples_that_each_passed(manifold_versions, tmp_path, capsys, target):
     """The k-NN rule at a tight radius rejects many candidates (1 per row): every written sample
     lies inside the manifold the graph holds, recomputed here from the version's constants."""
     from tfgan_mix.export.rules import ball_ratio
     from tfgan_mix.training import cli
 
-    from tfgan_mix.training.train import load_run
-
-    base = tmp_path / "base"
-    first = writer.export_run(run_dir, str(base), rule="manifold", formats="onnx")
-    with np.load(os.path.join(first, "rejection.npz")) as npz:
-        balls = dict(npz)
-    ratio = ball_ratio(load_run(run_dir).sample(2000, seed=1)[0], balls["centres"], balls["radii"])
-    radius = float(np.quantile(ratio, 0.4))  # a radius that rejects ~60% of raw samples
-    writer.export_run(run_dir, str(base), rule="manifold", threshold=-radius, candidates=1, version=2)
-    source = base / "2" / "model.onnx" if target == "onnx" else base / "2"
+    tight, balls, radius = manifold_versions["tight"], manifold_versions["balls"], manifold_versions["radius"]
+    source = os.path.join(tight, "model.onnx") if target == "onnx" else tight
     out = tmp_path / "s.npy"
     assert cli.main(["sample", str(source), "-n", "700", "--out", str(out)]) == 0
     rate = float(capsys.readouterr().out.split("acceptance rate ")[1].split()[0])
@@ -331,11 +325,11 @@ def test_sample_writes_exactly_n_samples_that_each_passed(run_dir, tmp_path, cap
     assert np.all(ball_ratio(samples, balls["centres"], balls["radii"]) <= radius + 1e-4)
 
 
-def test_sample_fails_without_a_file_when_acceptance_is_too_low(run_dir, tmp_path, capsys):
+def test_sample_fails_without_a_file_when_acceptance_is_too_low(tiny_run, tmp_path, capsys):
     from tfgan_mix.training import cli
 
     base = tmp_path / "base"
-    writer.export_run(run_dir, str(base), rule="manifold", threshold=0.5, candidates=1, formats="onnx")  # nothing passes
+    writer.export_run(tiny_run, str(base), rule="manifold", threshold=0.5, candidates=1, formats="onnx")  # nothing passes
     out = tmp_path / "s.npy"
     assert cli.main(["sample", str(base / "1" / "model.onnx"), "-n", "20", "--out", str(out)]) == 1
     assert "only 0 of 20 samples accepted" in capsys.readouterr().err

@@ -16,18 +16,9 @@ from tfgan_mix.training import cli
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """One exported version (SavedModel + ONNX) of a tiny npgan run, made in a base that already
+def exported(tiny_run, tmp_path_factory):
+    """One exported version (SavedModel + ONNX) of the tiny npgan run, made in a base that already
     holds a stale temporary of a dead export, a live export's temporary and a folder named '²'."""
-    from tfgan_mix.data import load_dataset
-    from tfgan_mix.training.train import TrainSpec, train
-
-    run = tmp_path_factory.mktemp("run")
-    spec = TrainSpec(method="npgan", data="gaussians3", steps=4, batch_size=32, num_generators=3,
-                     options={"generator_units": [16], "discriminator_units": [16], "latent_dim": 4,
-                              "router_units": [8]})
-    train(spec, load_dataset("gaussians3"), str(run), verbose=0)
-
     base = tmp_path_factory.mktemp("base")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -38,12 +29,12 @@ def exported(tmp_path_factory):
         (directory / "model.onnx").write_bytes(b"half")
     (base / "\u00b2").mkdir()  # str.isdigit() is True for it, int() refuses it
     try:
-        version = writer.export_run(str(run), str(base))
+        version = writer.export_run(tiny_run, str(base))
         listing = sorted(os.listdir(base))
     finally:
         live.kill()
         live.wait()
-    return {"run": str(run), "base": base, "version": version, "listing": listing,
+    return {"run": tiny_run, "base": base, "version": version, "listing": listing,
             "stale": stale.name, "alive": alive.name}
 
 

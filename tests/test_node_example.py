@@ -8,8 +8,6 @@ import subprocess
 
 import pytest
 
-from tfgan_mix.export import writer
-
 BALL = math.pi**2 / 2 * 0.9**4 / 2**4  # volume of the 4-ball of radius 0.9 over that of [-1, 1]^4
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "serving", "node")
 
@@ -28,23 +26,9 @@ def node_example(tmp_path_factory):
     return work
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    from tfgan_mix.data import load_dataset
-    from tfgan_mix.training.train import TrainSpec, train
-
-    run = tmp_path_factory.mktemp("run")
-    spec = TrainSpec(method="npgan", data="gaussians3", steps=4, batch_size=32, num_generators=3,
-                     options={"generator_units": [16], "discriminator_units": [16], "latent_dim": 4,
-                              "router_units": [8]})
-    train(spec, load_dataset("gaussians3"), str(run), verbose=0)
-    # Truncation at L2 radius 0.9 of 4-D uniform z with one candidate accepts BALL of the rows.
-    return writer.export_run(str(run), str(tmp_path_factory.mktemp("export")), formats="onnx",
-                             rule="truncation", threshold=-0.9, candidates=1)
-
-
-def test_node_example_draws_noise_per_the_card_and_keeps_accepted_samples(node_example, exported):
-    result = subprocess.run(["node", "sample.js", exported, "4000"], cwd=node_example, capture_output=True,
+def test_node_example_draws_noise_per_the_card_and_keeps_accepted_samples(node_example, truncated_export):
+    """Truncation at L2 radius 0.9 of 4-D uniform z with one candidate accepts BALL of the rows."""
+    result = subprocess.run(["node", "sample.js", truncated_export, "4000"], cwd=node_example, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout)

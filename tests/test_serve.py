@@ -19,22 +19,9 @@ TIMEOUT_S = 30
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    from tfgan_mix.data import load_dataset
-    from tfgan_mix.training.train import TrainSpec, train
-
-    out = tmp_path_factory.mktemp("run")
-    spec = TrainSpec(method="npgan", data="gaussians3", steps=4, batch_size=32, num_generators=3,
-                     options={"generator_units": [16], "discriminator_units": [16], "latent_dim": 4,
-                              "router_units": [8]})
-    train(spec, load_dataset("gaussians3"), str(out), verbose=0)
-    return str(out)
-
-
-@pytest.fixture(scope="module")
-def server(run_dir, tmp_path_factory):
+def server(tiny_run, tmp_path_factory):
     base = tmp_path_factory.mktemp("export") / "sampler"
-    writer.export_run(run_dir, str(base), formats="savedmodel", candidates=4)
+    writer.export_run(tiny_run, str(base), formats="savedmodel", candidates=4)
     running = serve(str(base), port=0, grpc_port=0, poll_seconds=0.5, max_body_bytes=4096, max_batch=64)
     running.base = base
     yield running
@@ -166,8 +153,8 @@ def test_grpc_predict_and_metadata_with_the_official_stub(server):
         assert error.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_a_new_version_is_picked_up(server, run_dir):
-    writer.export_run(run_dir, str(server.base), formats="savedmodel", rule="none", candidates=2)
+def test_a_new_version_is_picked_up(server, tiny_run):
+    writer.export_run(tiny_run, str(server.base), formats="savedmodel", rule="none", candidates=2)
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline and 2 not in server.store.versions():
         time.sleep(0.2)

@@ -29,18 +29,10 @@ MAX_BATCH = 64
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    from tfgan_mix.data import load_dataset
-    from tfgan_mix.training.train import TrainSpec, train
-
-    run = tmp_path_factory.mktemp("run")
-    spec = TrainSpec(method="npgan", data="gaussians3", steps=4, batch_size=32, num_generators=3,
-                     options={"generator_units": [16], "discriminator_units": [16], "latent_dim": 4,
-                              "router_units": [8]})
-    train(spec, load_dataset("gaussians3"), str(run), verbose=0)
+def exported(tiny_run, tmp_path_factory):
     base = tmp_path_factory.mktemp("export") / "sampler"
     # Truncation at L2 radius 0.5 of 4-D uniform z: z at the prior's corner fails, z = 0 passes.
-    writer.export_run(str(run), str(base), formats="savedmodel", rule="truncation", threshold=-0.5, candidates=4)
+    writer.export_run(tiny_run, str(base), formats="savedmodel", rule="truncation", threshold=-0.5, candidates=4)
     return base
 
 
