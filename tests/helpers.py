@@ -1,7 +1,10 @@
 """Plain helpers shared by the test modules: tiny models and steps, numpy references, the tiny
-trained run, and free loopback ports. Fixtures live in conftest.py; this module has none."""
+trained run, and a loopback HTTP client. Fixtures live in conftest.py; this module has none."""
 import copy
+import json
 import socket
+import urllib.error
+import urllib.request
 
 import keras
 import numpy as np
@@ -10,6 +13,7 @@ import tensorflow as tf
 import tfgan_mix
 from tfgan_mix.core import Step
 
+TIMEOUT_S = 30  # every wait on a test server
 WORKER_TIMEOUT_S = 240  # every wait on a local multi-worker training process
 
 
@@ -108,3 +112,14 @@ def free_ports(n):
         s.close()
     return ports
 
+
+def http(server, method, path, body=None, raw=None, headers=None):
+    """One REST request to ``server`` on loopback: (status, decoded JSON answer), 4xx/5xx included."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

@@ -1,21 +1,17 @@
 """The TF-Serving-compatible server: REST with plain HTTP, gRPC with the official stub, bad input,
 new versions, and a bounded load test. Loopback only, bounded waits everywhere."""
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import TIMEOUT_S, http
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from tfgan_mix.export import writer
 from tfgan_mix.serving.model_server import serve
-
-TIMEOUT_S = 30
 
 
 @pytest.fixture(scope="module")
@@ -26,17 +22,6 @@ def server(tiny_run, tmp_path_factory):
     running.base = base
     yield running
     running.stop()
-
-
-def http(server, method, path, body=None, raw=None):
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def predict(server, body, version=None):

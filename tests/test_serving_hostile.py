@@ -9,20 +9,18 @@ import shutil
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import TIMEOUT_S, http
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tfgan_mix.export import writer
 from tfgan_mix.serving.model_server import REJECTED_ROWS_KEY, serve
 
-TIMEOUT_S = 30
 IDLE_S = 1.0  # the hostile server's header deadline and body deadline
 MAX_BODY = 1 << 16
 MAX_BATCH = 64
@@ -45,17 +43,6 @@ def server(exported):
 
 
 # ---------------------------------------------------------------------- helpers
-def http(server, method, path, body=None, raw=None, headers=None):
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 def raw_http(server, data, wait_s=10.0):
     """Send bytes on a fresh socket; return (status, body bytes) of the answer, read until the
     server closes (the hostile server closes idle connections after IDLE_S)."""
