@@ -233,8 +233,9 @@ def bank_note(rows, peak, batch=256, layer_sizes=(100, 200, 100, 20, 2)):
     ratio = {xla: ", ".join(f"K={k} {ms[k, False, xla] / ms[k, True, xla]:.2f}" for k in ks
                             if (k, False, xla) in ms and (k, True, xla) in ms) for xla in (False, True)}
     best = {k: min(((v, bank, xla) for (kk, bank, xla), v in ms.items() if kk == k), default=None) for k in ks}
-    # Forward plus the two backward matmuls of every dense layer: 3 x 2 x batch x in x out FLOPs per generator.
-    flops = 6 * batch * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
+    # Forward plus the two backward matmuls of every dense layer (3 x 2 x batch x in x out FLOPs per
+    # generator), minus the first layer's input gradient: z is no variable, TensorFlow prunes it.
+    flops = 6 * batch * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:])) - 2 * batch * layer_sizes[0] * layer_sizes[1]
     k = ks[-1]
     fastest = best[k][0] if best[k] else float("nan")
     return note("speed", "bank", ratio_off=ratio[False], ratio_on=ratio[True],

@@ -148,7 +148,7 @@ def cmd_sample(args):
         print(f"acceptance rate {rate:.4f}")
         print(f"wrote {args.n} accepted samples to {args.out}")
         return 0
-    from tfgan_mix.training.train import load_run  # TensorFlow: see the module docstring
+    from tfgan_mix.runs import load_run  # TensorFlow: see the module docstring
 
     samples, _ = load_run(source).sample(args.n, seed=args.seed)
     _save_npy(samples, args.out)
@@ -156,11 +156,15 @@ def cmd_sample(args):
 
 
 def _save_npy(array, path):
-    """Write to a temporary name and rename, so no half-written file is ever left at ``path``."""
+    """Write ``path`` atomically: no half-written file is ever left there."""
+    from tfgan_mix.runs import write_atomically  # imports Keras: see the module docstring
+
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object, so numpy does not append ".npy" to the name
+            np.save(f, array)
+
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.npy"
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    write_atomically(path, write)
 
 
 def cmd_export(args):
