@@ -7,6 +7,7 @@ and picks seeds. Every seed is fixed, so a rerun repeats the figures up to threa
 """
 import dataclasses
 import functools
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import tensorflow as tf
 
 from tfgan_mix.core import get_method
 from tfgan_mix.core.base import GANConfig
+from tfgan_mix import runs
 from tfgan_mix.data import load_dataset
 
 NOTES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes")
@@ -75,10 +77,11 @@ class Run:
 class Bench:
     """Trains runs (each once per seed) and evaluates them raw and through the sampler."""
 
-    def __init__(self, profile, work_dir, log=print):
+    def __init__(self, profile, work_dir, log=print, resume=False):
         self.profile = profile
         self.work_dir = work_dir
         self.log = log
+        self.resume = resume  # reuse runs (and their exports) already finished in work_dir
         self.timings = []  # {run, seed, steps, seconds} per trained run
         self._datasets = {}
 
@@ -88,6 +91,8 @@ class Bench:
         return self._datasets[name, seed]
 
     def train(self, run, seed):
+        """Train ``run`` for ``seed`` in ``run_dir``; with ``resume``, a run already finished there
+        with the same spec (its ``RUN_RECORD``) is loaded instead of retrained."""
         from tfgan_mix.training import presets
         from tfgan_mix.training.train import TrainSpec, train
 
@@ -101,6 +106,11 @@ class Bench:
                          num_generators=run.generators or preset["generators"], batch_size=preset["batch_size"],
                          seed=seed, options=options, epoch_steps=steps)
         out = self.run_dir(run, seed)
+        record = _finished_run(out, spec) if self.resume else None
+        if record is not None:
+            self.timings.append({"run": run.label, "seed": seed, "steps": steps, "seconds": record["seconds"]})
+            self.log(f"  reused {run.label} (seed {seed}) from {out}")
+            return runs.load_run(out), record["losses"]
         shutil.rmtree(out, ignore_errors=True)
         start = time.perf_counter()
         model, history = train(spec, self.dataset(spec.data), out, verbose=0)
@@ -109,6 +119,7 @@ class Bench:
         self.log(f"  trained {run.label} (seed {seed}, {steps} steps) in {seconds:.0f} s")
         # One epoch per run, so these are the loss terms averaged over the whole run.
         losses = {k: float(v[-1]) for k, v in history.history.items() if k != "learning_rate" and v}
+        runs.write_json(os.path.join(out, RUN_RECORD), {"spec": _plain(spec), "seconds": seconds, "losses": losses})
         return model, losses
 
     def run_dir(self, run, seed):
@@ -175,7 +186,11 @@ class Bench:
                 model, losses = self.train(run, seed)
                 raw, _ = model.sample(self.profile.samples, seed=10_000 + seed)
                 start = time.perf_counter()
-                version = writer.export_run(self.run_dir(run, seed), os.path.join(self.run_dir(run, seed), "exported"))
+                base = os.path.join(self.run_dir(run, seed), "exported")
+                version = os.path.join(base, "1")
+                if not (self.resume and os.path.exists(os.path.join(version, writer.CARD_FILE))):
+                    shutil.rmtree(base, ignore_errors=True)
+                    version = writer.export_run(self.run_dir(run, seed), base)
                 card = client.read_card(version)
                 onnx, onnx_rate = _served_rows(client.onnx_requester(os.path.join(version, writer.ONNX_FILE), seed),
                                                self.profile.samples)
@@ -203,6 +218,25 @@ class Bench:
         measured = measure(draw, None)
         return {"label": label, "reference": True, "raw": {k: [float(v)] for k, v in measured.items()},
                 "rejected": {}, "acceptance": [], "errors": [], "losses": []}
+
+
+RUN_RECORD = "bench-run.json"  # what a finished bench run was trained with, how long it took, its losses
+
+
+def _plain(spec):
+    """A training spec as JSON would give it back (tuples as lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(spec), default=list))
+
+
+def _finished_run(out, spec):
+    """The record of a run finished in ``out`` with ``spec``, or None (absent, other spec, no model)."""
+    try:
+        with open(os.path.join(out, RUN_RECORD), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    finished = os.path.exists(os.path.join(out, runs.MODEL_FILE)) and record.get("spec") == _plain(spec)
+    return record if finished else None
 
 
 def _served_rows(request, n, batch=1024):

@@ -25,9 +25,10 @@ STUDIES = (paper000, paper003, paper002, paper004, paper001,
 SECTIONS = tuple(study.__name__ for study in STUDIES) + ("speed",)
 
 
-def run_bench(out_dir, quick=False, work_dir=None, only=None, log=print, command="tfgan-mix bench"):
+def run_bench(out_dir, quick=False, work_dir=None, only=None, log=print, command="tfgan-mix bench", resume=False):
     """Run the studies and the speed section, or only the ``only`` sections (names from
-    ``SECTIONS``) merged into the report already in ``out_dir``; write the report there."""
+    ``SECTIONS``) merged into the report already in ``out_dir``; write the report there. With
+    ``resume``, runs an earlier bench finished in ``work_dir`` with the same spec are reused."""
     profile = PROFILES["quick" if quick else "full"]
     selected = list(SECTIONS) if only is None else list(only)
     unknown = [name for name in selected if name not in SECTIONS]
@@ -39,7 +40,7 @@ def run_bench(out_dir, quick=False, work_dir=None, only=None, log=print, command
     work_dir = work_dir or tempfile.mkdtemp(prefix="tfgan-mix-bench-")
     start = time.perf_counter()
     try:
-        bench = Bench(profile, work_dir, log)
+        bench = Bench(profile, work_dir, log, resume=resume)
         # Speed first, while nothing else has warmed or filled memory.
         speed_result = speed_section(profile, work_dir, log) if "speed" in selected else previous["speed"]
         old_tables = {t["key"]: Table(**t) for t in previous["tables"]} if previous else {}

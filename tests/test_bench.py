@@ -1,4 +1,5 @@
 """``tfgan-mix bench``: the quick profile end to end through the command line, and its parts."""
+import dataclasses
 import json
 import math
 import os
@@ -222,3 +223,27 @@ def test_weak_seeds_are_named_and_good_runs_are_not():
     assert "HMoG seed 1 (3 of 5 modes, 0.0300" in note and "HMoG seed 2 (5 of 5 modes, 0.4000" in note
     assert "HMoG seed 0" not in note and "MoG seed" not in note.replace("HMoG seed", "")
     assert "Every seed" in study_paper004._weak_seeds_note(rows[2:], 5, (0,))
+
+
+def test_resume_reuses_a_finished_run_with_the_same_spec_only(tmp_path):
+    logs = []
+    run = harness.Run("tiny gan", "gan_gaussians3", steps=2)
+    first = harness.Bench(harness.PROFILES["quick"], str(tmp_path), logs.append, resume=True)
+    _, losses = first.train(run, seed=0)
+    model_file = tmp_path / "tiny_gan-seed0" / "model.keras"
+    stamp = model_file.stat().st_mtime_ns
+    again = harness.Bench(harness.PROFILES["quick"], str(tmp_path), logs.append, resume=True)
+    model, reused = again.train(run, seed=0)
+    assert reused == losses and model.method_name == "gan" and model_file.stat().st_mtime_ns == stamp
+    assert logs[-1].startswith("  reused tiny gan (seed 0)") and again.timings[0]["seconds"] == first.timings[0]["seconds"]
+    # Another spec (here one more step) or no --resume retrains in place.
+    harness.Bench(harness.PROFILES["quick"], str(tmp_path), logs.append, resume=True).train(
+        dataclasses.replace(run, steps=3), seed=0)
+    assert logs[-1].startswith("  trained tiny gan (seed 0, 3 steps)")
+    harness.Bench(harness.PROFILES["quick"], str(tmp_path), logs.append).train(dataclasses.replace(run, steps=3), seed=0)
+    assert logs[-1].startswith("  trained tiny gan (seed 0, 3 steps)")
+
+
+def test_resume_needs_a_work_folder(tmp_path):
+    result = _cli("bench", "--quick", "--resume", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "--resume needs --work" in result.stderr

@@ -15,7 +15,7 @@
     tfgan-mix serve BASE [--name NAME] [--port P] [--grpc-port Q] [--host 127.0.0.1] [--keep-versions N]
                     [--max-body-bytes B] [--max-batch R] [--idle-timeout S] [--workers W]
     tfgan-mix demo [--out DIR] [--steps N]
-    tfgan-mix bench [--quick] [--out DIR] [--work DIR] [--only SECTIONS]
+    tfgan-mix bench [--quick] [--out DIR] [--work DIR [--resume]] [--only SECTIONS]
 
 Bad input (unknown method or dataset, invalid data file, bad option) is reported in one line
 on stderr with exit status 2, before any output directory is created.
@@ -250,13 +250,17 @@ def cmd_bench(args):
     """Regenerate BENCHMARKS.md (fidelity tables of papers 000-004 and speed) from measured runs."""
     from tfgan_mix.benchmarks.run import run_bench  # TensorFlow: see the module docstring
 
-    if args.work and os.path.exists(args.work) and os.listdir(args.work):
-        raise FileExistsError(f"--work {args.work} is not empty; give an empty or new folder")
+    if args.resume and not args.work:
+        raise ValueError("--resume needs --work: the folder of the bench whose finished runs are reused")
+    if args.work and os.path.exists(args.work) and os.listdir(args.work) and not args.resume:
+        raise FileExistsError(f"--work {args.work} is not empty; give an empty or new folder, or add --resume "
+                              "to reuse the runs finished there")
     only = None if args.only is None else [name.strip() for name in args.only.split(",") if name.strip()]
-    command = "tfgan-mix bench" + (" --quick" if args.quick else "") + (f" --only {','.join(only)}" if only else "")
+    command = ("tfgan-mix bench" + (" --quick" if args.quick else "") + (f" --only {','.join(only)}" if only else "")
+               + (" --resume" if args.resume else ""))
     start = time.perf_counter()
     path = run_bench(args.out, quick=args.quick, work_dir=args.work, only=only, log=lambda m: print(m, flush=True),
-                     command=command)
+                     command=command, resume=args.resume)
     print(f"wrote {path} in {(time.perf_counter() - start) / 60:.1f} minutes")
 
 
@@ -424,6 +428,8 @@ def _parser():
     p.add_argument("--quick", action="store_true", help="smoke profile: minutes, figures are not results")
     p.add_argument("--out", default=".", help="folder for BENCHMARKS.md and benchmarks/results/ (default: here)")
     p.add_argument("--work", help="keep the trained runs in this (empty or new) folder instead of a temporary one")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the runs (and exports) a stopped bench finished in --work with the same settings")
     p.add_argument("--only", metavar="SECTIONS",
                    help="comma-separated sections to rerun (paper000, paper003, paper002, paper004, paper001, speed), "
                         "replacing them in the report already in --out")
