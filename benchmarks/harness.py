@@ -16,10 +16,15 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from tfgan_mix import runs
 from tfgan_mix.core import get_method
 from tfgan_mix.core.base import GANConfig
-from tfgan_mix import runs
 from tfgan_mix.data import load_dataset
+from tfgan_mix.export import client, writer
+from tfgan_mix.export.calibration import CALIBRATION_JUDGES, OutlierJudge
+from tfgan_mix.export.sampler import Sampler, calibrate, float32_model
+from tfgan_mix.training import presets
+from tfgan_mix.training.train import TrainSpec, train
 
 NOTES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes")
 
@@ -93,18 +98,8 @@ class Bench:
     def train(self, run, seed):
         """Train ``run`` for ``seed`` in ``run_dir``; with ``resume``, a run already finished there
         with the same spec (its ``RUN_RECORD``) is loaded instead of retrained."""
-        from tfgan_mix.training import presets
-        from tfgan_mix.training.train import TrainSpec, train
-
-        preset = presets.load(run.preset)
-        method = run.method or preset["method"]
-        options = {**preset["options"], **dict(run.options)}
-        if method != preset["method"]:
-            options = _resolved_base_options(preset["method"], options, method)
-        steps = run.steps or max(1, round(preset["steps"] * self.profile.step_scale))
-        spec = TrainSpec(method=method, data=run.data or preset["data"], steps=steps,
-                         num_generators=run.generators or preset["generators"], batch_size=preset["batch_size"],
-                         seed=seed, options=options, epoch_steps=steps)
+        spec = self.spec(run, seed)
+        steps = spec.steps
         out = self.run_dir(run, seed)
         record = _finished_run(out, spec) if self.resume else None
         if record is not None:
@@ -122,6 +117,18 @@ class Bench:
         runs.write_json(os.path.join(out, RUN_RECORD), {"spec": _plain(spec), "seconds": seconds, "losses": losses})
         return model, losses
 
+    def spec(self, run, seed):
+        """The training spec of ``run`` for ``seed``: its preset, overridden by the run's options."""
+        preset = presets.load(run.preset)
+        method = run.method or preset["method"]
+        options = {**preset["options"], **dict(run.options)}
+        if method != preset["method"]:
+            options = _resolved_base_options(preset["method"], options, method)
+        steps = run.steps or max(1, round(preset["steps"] * self.profile.step_scale))
+        return TrainSpec(method=method, data=run.data or preset["data"], steps=steps,
+                         num_generators=run.generators or preset["generators"], batch_size=preset["batch_size"],
+                         seed=seed, options=options, epoch_steps=steps)
+
     def run_dir(self, run, seed):
         return os.path.join(self.work_dir, f"{run.label}-seed{seed}".replace(" ", "_").replace("/", "_"))
 
@@ -129,9 +136,6 @@ class Bench:
         """(raw samples, accepted samples, acceptance, rule) for ``profile.samples`` draws; the
         rejection is fitted and calibrated as ``export`` does, on two draws of ``data`` that are
         neither the training draw nor each other."""
-        from tfgan_mix.export.calibration import CALIBRATION_JUDGES, OutlierJudge
-        from tfgan_mix.export.sampler import Sampler, calibrate, float32_model
-
         n = self.profile.samples
         raw, _ = model.sample(n, seed=10_000 + seed)
         model = float32_model(model)
@@ -177,8 +181,6 @@ class Bench:
         rows from the exported ONNX file and from the SavedModel. Returns a row like ``evaluate``'s:
         "rejected" holds the ONNX figures, "savedmodel" the SavedModel's, "target_met" what the
         export's calibration reported."""
-        from tfgan_mix.export import client, writer
-
         row = {"label": run.label, "raw": {}, "rejected": {}, "savedmodel": {}, "acceptance": [], "errors": [],
                "losses": [], "target_met": []}
         for seed in seeds:
@@ -250,8 +252,6 @@ def _served_rows(request, n, batch=1024):
 
 
 def _preset_data(preset):
-    from tfgan_mix.training import presets
-
     return presets.load(preset)["data"]
 
 
