@@ -224,8 +224,6 @@ class MixtureGAN(keras.Model):
             )
         return config
 
-    _make_config = make_config  # the former private name, until every caller uses make_config
-
     def get_config(self):
         return {"name": self.name, **dataclasses.asdict(self.config)}
 
@@ -572,10 +570,6 @@ def loss_scaled(optimizer, precision):
     if precision == "mixed_float16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
-
-
-# Former private names, until every method imports the public ones.
-_real_part, _static_batch, _total, _loss_scaled = real_part, static_batch_size, per_example_total, loss_scaled
 
 
 @contextlib.contextmanager

@@ -46,11 +46,11 @@ import tensorflow as tf
 
 from tfgan_mix.backbones import build_discriminator
 from tfgan_mix.core import GANConfig, MixtureGAN, Step, register_method
-from tfgan_mix.core.base import SALTS_PER_STEP, _loss_scaled, _optimizer, _real_part, _static_batch, _total
+from tfgan_mix.core.base import METHOD_SALT, per_example_total, real_part, static_batch_size
 from tfgan_mix.layers import SoftmaxGate
 
 # The base draws salts 0..d_steps (critic and generator updates) and the last one (test_step).
-_NOISE_PRIOR_SALT = SALTS_PER_STEP - 2
+_NOISE_PRIOR_SALT = METHOD_SALT
 
 
 @dataclasses.dataclass
@@ -83,6 +83,7 @@ def soft_generator_loss(loss_family, logits, prior):
 @register_method("npgan")
 class NPGAN(MixtureGAN):
     config_class = NPGANConfig
+    extra_optimizers = ("np_optimizer",)  # NP's own Adam, saved with the compile config
     routing_uses_z = True  # the generator is chosen from z (the sampler matches, not ties, candidates)
 
     def build_networks(self):
@@ -141,25 +142,14 @@ class NPGAN(MixtureGAN):
     # ------------------------------------------------------------------ training
     def train_step(self, data):
         # The step number the base's draws use, read before its generator update moves it.
-        step = tf.identity(self.g_optimizer.iterations)
+        step = tf.identity(self.current_step)
         super().train_step(data)  # D, then the generators (NP fixed)
-        real = _real_part(data)
-        self._noise_prior_update(Step(real, self.draw_training_noise(_static_batch(real), step, _NOISE_PRIOR_SALT)))
+        real = real_part(data)
+        # NP on Algorithm 1's loss with D and every G_i fixed, averaged over the global batch.
+        noise = self.draw_training_noise(static_batch_size(real), step, _NOISE_PRIOR_SALT)
+        self.update_player("np", self.noise_prior_losses, self.noise_prior_variables, self.np_optimizer,
+                           Step(real, noise))
         return self._logs()
-
-    def _noise_prior_update(self, step):
-        """One step of NP on Algorithm 1's loss with D and every G_i fixed, averaged over the global batch."""
-        variables = self.noise_prior_variables
-        batch = _static_batch(step.real)
-        global_batch = batch * tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            terms = self.noise_prior_losses(step)
-            per_example = _total(terms, batch)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-            scaled = self.np_optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, variables)
-        self.np_optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
-        self._record("np", terms, per_example)
 
     # ------------------------------------------------------------------ Keras plumbing
     def _build_by_tracing(self):
@@ -169,10 +159,9 @@ class NPGAN(MixtureGAN):
 
     def test_step(self, data):
         super().test_step(data)
-        real = _real_part(data)
-        step = Step(real, self.draw_training_noise(_static_batch(real), self.g_optimizer.iterations, SALTS_PER_STEP - 1))
+        step = self.evaluation_step(data)
         terms = self.noise_prior_losses(step)
-        self._record("np", terms, _total(terms, _static_batch(real)))
+        self._record("np", terms, per_example_total(terms, static_batch_size(step.real)))
         return self._logs()
 
     def compile(self, d_optimizer=None, g_optimizer=None, np_optimizer=None, **kwargs):
@@ -181,14 +170,5 @@ class NPGAN(MixtureGAN):
         super().compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer, **kwargs)
         c = self.config
         rate = c.g_learning_rate if c.noise_prior_learning_rate is None else c.noise_prior_learning_rate
-        self.np_optimizer = _loss_scaled(_optimizer(np_optimizer, rate, c), c.precision)
+        self.np_optimizer = self.make_optimizer(np_optimizer, rate)
         self.np_optimizer.build(self.noise_prior_variables)
-
-    def get_compile_config(self):
-        return {**super().get_compile_config(), "np_optimizer": keras.optimizers.serialize(self.np_optimizer)}
-
-    def compile_from_config(self, config):
-        config = dict(config)
-        if "np_optimizer" in config:
-            config["np_optimizer"] = keras.optimizers.deserialize(config["np_optimizer"])
-        super().compile_from_config(config)
