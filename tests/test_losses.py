@@ -64,3 +64,33 @@ def test_mix_with_one_hot_weights_is_that_logit():
 def test_unknown_loss_family_is_named():
     with pytest.raises(ValueError, match="unknown loss 'l2'.*hinge"):
         losses.get_loss_family("l2")
+
+
+# ---------------------------------------------------------------------- entropy terms
+def test_categorical_entropy_hand_values():
+    p = tf.constant([[0.5, 0.25, 0.25], [1.0, 0.0, 0.0]])
+    np.testing.assert_allclose(losses.categorical_entropy(p).numpy(), [1.5 * np.log(2), 0.0], atol=1e-6)
+    assert float(losses.categorical_entropy(tf.fill([4], 0.25))) == pytest.approx(np.log(4), rel=1e-6)
+
+
+def test_entropy_from_log_probs_is_the_categorical_entropy():
+    p = np.array([0.8, 0.15, 0.05], np.float32)
+    expected = -np.sum(p * np.log(p))
+    assert float(losses.entropy_from_log_probs(tf.math.log(p))) == pytest.approx(expected, rel=1e-6)
+    assert float(losses.categorical_entropy(p)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_entropy_regularizer_is_smallest_at_uniform_weights():
+    """-(1/n) sum_k log p_k: log n at uniform p, larger for any other p (Jensen)."""
+    assert float(losses.entropy_regularizer(tf.math.log(tf.fill([4], 0.25)))) == pytest.approx(np.log(4), rel=1e-6)
+    p = np.array([0.7, 0.2, 0.1], np.float32)
+    assert float(losses.entropy_regularizer(tf.math.log(p))) == pytest.approx(-np.mean(np.log(p)), rel=1e-6)
+    assert float(losses.entropy_regularizer(tf.math.log(p))) > np.log(3)
+
+
+def test_per_discriminator_gradient_penalty_of_linear_critics():
+    """D_j(x) = w_j . x has gradient w_j on every input meant for D_j: penalty (|w_j| - 1)^2."""
+    w = tf.constant([[3.0, 4.0], [0.6, 0.8]])  # norms 5 and 1
+    x_hat = tf.random.stateless_normal([6, 2, 2], [0, 1])
+    penalty = losses.per_discriminator_gradient_penalty(lambda x: tf.einsum("njd,jd->nj", x, w), x_hat)
+    np.testing.assert_allclose(penalty.numpy(), np.tile([[16.0, 0.0]], [6, 1]), atol=1e-5)
