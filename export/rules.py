@@ -249,3 +249,19 @@ class PriorWeight(PriorSelection):
     name = "prior_weight"
     fixed_threshold = (0.0, "accept when u <= w(s(z)) / w_max, w_max from the last training pre-sample "
                             "(paper 003, Definition 2)")
+
+
+@register_rule
+class PartitionManifold(Manifold):
+    """Paper 002's partition check and the data manifold together: a sample of G_i is kept when it
+    lies inside its partition A_i (R_i(x) == 0, section 4.2) *and* on the k-NN manifold of held-back
+    data (``manifold``). A partition cell is wider than its mode, so the partition check alone
+    keeps samples between a mode and the cell's edge; the manifold part, calibrated like
+    ``manifold``, removes them. Outside A_i the score is ``OUTSIDE``, below any threshold."""
+
+    name = "partition_manifold"
+    OUTSIDE = -1e9  # finite: ONNX and the calibration's sort need no infinities
+
+    def score(self, model, constants, noise, samples, generator):
+        inside = model.partitioner.guide(samples, generator) <= 0.0
+        return tf.where(inside, super().score(model, constants, noise, samples, generator), self.OUTSIDE)

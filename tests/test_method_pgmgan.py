@@ -243,7 +243,7 @@ def test_inference_draws_partitions_with_the_data_proportions():
 
 def test_partition_rule_accepts_a_sample_only_inside_its_generators_partition():
     model = _small_model()
-    assert model.default_rejection == "partition" and "partition" in model.rejection_rules
+    assert "partition" in model.rejection_rules
     noise = model.sample_noise(400, tf.constant([0, 1]))
     samples, index = model.generate(noise)
     score = get_rule("partition").score(model, {}, noise, samples, index).numpy()
@@ -258,6 +258,24 @@ def test_partition_rule_accepts_a_sample_only_inside_its_generators_partition():
     own = model.partitioner.assign(out["samples"]).numpy() == out["generator"].numpy()
     np.testing.assert_array_equal(accepted, own)
     assert accepted.mean() > inside.mean()  # 4 candidates beat 1
+
+
+def test_default_rule_keeps_a_sample_inside_its_partition_and_on_the_data_manifold():
+    model = _small_model()
+    assert model.default_rejection == "partition_manifold" and "partition_manifold" in model.rejection_rules
+    rule = get_rule("partition_manifold")
+    real = np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32)
+    constants = rule.fit(model, real)
+    noise = model.sample_noise(400, tf.constant([0, 1]))
+    samples, index = model.generate(noise)
+    score = rule.score(model, constants, noise, samples, index).numpy()
+    inside = model.partitioner.assign(samples).numpy() == index.numpy()
+    manifold = get_rule("manifold").score(model, constants, noise, samples, index).numpy()
+    assert 0 < inside.mean() < 1
+    np.testing.assert_allclose(score[inside], manifold[inside], rtol=1e-6)  # inside A_i: the manifold score
+    assert (score[~inside] == rule.OUTSIDE).all()  # outside: below any threshold
+    for threshold in (-1.5, -1.0, -0.5):
+        np.testing.assert_array_equal(score >= threshold, inside & (manifold >= threshold))
 
 
 # ---------------------------------------------------------------------- losses, players, variants

@@ -232,8 +232,10 @@ def restricted_fake_weights(index, inside, num_generators):
 class PGMGAN(MixtureGAN):
     config_class = PGMGANConfig
     extra_optimizers = ("p_optimizer",)  # saved with the compile config
-    rejection_rules = MixtureGAN.rejection_rules + ("partition",)
-    default_rejection = "partition"  # section 4.2: accept a sample of G_i only when R_i(x) == 0
+    rejection_rules = MixtureGAN.rejection_rules + ("partition", "partition_manifold")
+    # Section 4.2 accepts a sample of G_i only when R_i(x) == 0; the default adds the data manifold,
+    # since a partition cell is wider than its mode (export/rules.py, PartitionManifold).
+    default_rejection = "partition_manifold"
 
     @property
     def discriminator_outputs(self):
