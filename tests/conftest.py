@@ -12,8 +12,7 @@ from tfgan_mix.training.strategy import split_cpu  # noqa: E402
 
 split_cpu(2)
 
-# Re-exported for modules that still import them from here; new code imports from helpers.
-from helpers import tiny_options, toy_batches, train_tiny_run  # noqa: E402, F401
+from helpers import train_tiny_run  # noqa: E402
 
 
 @pytest.fixture

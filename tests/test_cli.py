@@ -8,7 +8,7 @@ import pytest
 
 import tfgan_mix
 from tfgan_mix.data import load_dataset
-from tfgan_mix.training import cli
+from tfgan_mix.training import cli, presets
 from tfgan_mix.training import train as T
 
 TINY = ["--set", "generator_units=[16,16]", "--set", "discriminator_units=[32,32]", "--set", "latent_dim=8"]
@@ -97,7 +97,7 @@ def test_preset_fills_method_data_and_generators(tmp_path, capsys):
     assert code == 0
     info = json.loads((out / T.RUN_FILE).read_text())
     assert (info["method"], info["data"], info["num_generators"], info["steps"]) == ("npgan", "gaussians3", 3, 3)
-    assert info["model_options"]["g_learning_rate"] == 0.001  # from the preset
+    assert info["model_options"]["g_learning_rate"] == presets.load("npgan_gaussians3")["options"]["g_learning_rate"]
 
 
 def test_image_run_draws_grids_and_saliency(tmp_path, capsys):

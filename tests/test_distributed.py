@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from helpers import WORKER_TIMEOUT_S, free_ports
 
-import tfgan_mix  # noqa: F401  (registers the methods for load_model)
+import tfgan_mix.methods  # noqa: F401  (registers the methods for load_model)
 
 
 def _backed_up_epoch(metadata):

@@ -134,7 +134,7 @@ def test_export_command_refuses_an_existing_version_before_any_work(exported, ca
     def no_work(*args, **kwargs):
         raise AssertionError("the run was loaded before the version was checked")
 
-    monkeypatch.setattr("tfgan_mix.training.train.load_run", no_work)
+    monkeypatch.setattr("tfgan_mix.runs.load_run", no_work)
     assert cli.main(["export", exported["run"], "--out", str(exported["base"]), "--version", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "already exists" in err and len(err.splitlines()) == 1

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_options
+from helpers import tiny_options
 from scipy import stats
 
 from tfgan_mix import metrics as M
