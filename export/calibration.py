@@ -134,6 +134,27 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
                        float(min_rows[best]), bool(meets[best]), int(len(scores)))
 
 
+def choose_candidates_and_threshold(scores, outlier, generator, num_generators, *, start, matched,
+                                    most=constants.MAX_CANDIDATES, target=DEFAULT_OUTLIER_TARGET,
+                                    floor=DEFAULT_ROW_ACCEPTANCE):
+    """(candidates, ``Calibration``): the fewest candidates per row, doubling from ``start`` up to
+    ``most``, with which ``choose_threshold`` meets ``target``; when none does, the count with the
+    fewest served outliers. More candidates let a generator whose samples mostly fail keep its rows
+    under a tight threshold (row acceptance 1 - (1 - a_i)^m), so the floor stops binding first."""
+    counts = [int(start)]
+    while counts[-1] * 2 <= most:
+        counts.append(counts[-1] * 2)
+    tried = []
+    for m in counts:
+        found = choose_threshold(scores, outlier, generator, num_generators, candidates=m, matched=matched,
+                                 target=target, floor=floor)
+        if found.target_met:
+            return m, found
+        tried.append((found.expected_outlier_rate, m, found))
+    _, m, found = min(tried, key=lambda t: (t[0], t[1]))
+    return m, found
+
+
 def default_candidates(model, matched, base=constants.CANDIDATES, most=constants.MAX_CANDIDATES):
     """Candidates per row: ``base`` where a row's candidates share its generator; where the choice
     depends on z only ~share_i of them route to the row's generator i, so ``base`` / (the smallest

@@ -82,13 +82,15 @@ class Rejection:
 def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judge=None,
               target=calibration.DEFAULT_OUTLIER_TARGET, floor=calibration.DEFAULT_ROW_ACCEPTANCE):
     """Choose the rejection for ``model``: its default rule unless given; ``candidates`` per row (by
-    default 8, more for methods whose generator choice depends on z: ``default_candidates``); the rule's constants fitted
-    on held-back ``real`` data; a threshold that is given, fixed by the rule's definition, calibrated
+    default 8, more for methods whose generator choice depends on z: ``default_candidates``, and,
+    when calibrating, doubled up to 64 until the target holds); the rule's constants fitted on
+    held-back ``real`` data; a threshold that is given, fixed by the rule's definition, calibrated
     to ``target`` against ``judge`` (an ``OutlierJudge``), or else the rule's fallback."""
     rule = rule or model.default_rejection
     if rule not in model.rejection_rules:
         raise ValueError(f"method {model.method_name!r} has no rejection rule {rule!r}; "
                          f"choose one of {', '.join(model.rejection_rules)}")
+    chosen_count = candidates is None  # export may raise it to meet the target
     if candidates is None:
         candidates = calibration.default_candidates(model, routes_by_noise(model))
     if int(candidates) < 1:
@@ -106,9 +108,13 @@ def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judg
     if judge is not None:
         target = max(target, judge.reference_rate)  # no sampler beats real data under this judge
         samples, generator, scores = calibration.candidate_draws(model, spec, constants)
-        found = calibration.choose_threshold(
-            scores, judge(samples), generator, model.config.num_generators, candidates=candidates,
-            matched=routes_by_noise(model), target=target, floor=floor)
+        draws = (scores, judge(samples), generator, model.config.num_generators)
+        if chosen_count:
+            candidates, found = calibration.choose_candidates_and_threshold(
+                *draws, start=candidates, matched=routes_by_noise(model), target=target, floor=floor)
+        else:
+            found = calibration.choose_threshold(*draws, candidates=candidates, matched=routes_by_noise(model),
+                                                 target=target, floor=floor)
         how = (f"loosest threshold with served outliers <= {target:g} and row acceptance >= {floor:g} per "
                f"generator on {found.draws} calibration draws" if found.target_met else
                f"target {target:g} not reachable with row acceptance >= {floor:g}: fewest served outliers "

@@ -81,6 +81,29 @@ def test_choose_threshold_takes_the_loosest_threshold_meeting_the_target():
     assert strict.expected_outlier_rate == pytest.approx(50 / 950, abs=0.002)
 
 
+def test_export_doubles_the_candidates_until_the_target_holds_with_the_row_floor():
+    """Generator 0's candidates all pass; 70% of generator 1's are outliers scoring below every
+    inlier. Rejecting them leaves generator 1 a candidate acceptance of 0.3, so its rows reach the
+    0.99 floor only with 16 candidates (1 - 0.7^8 = 0.94, 1 - 0.7^16 = 0.997): 8 keeps the floor by
+    serving outliers, 16 meets the target, and nothing beyond 16 is asked for."""
+    rng = np.random.default_rng(0)
+    n = 20_000
+    generator = np.repeat([0, 1], n // 2)
+    outlier = (generator == 1) & (rng.random(n) < 0.7)
+    scores = np.where(outlier, rng.uniform(0.0, 0.5, n), rng.uniform(0.5, 1.0, n))
+    eight = calibration.choose_threshold(scores, outlier, generator, 2, candidates=8, matched=False, target=0.001)
+    assert not eight.target_met and eight.expected_outlier_rate > 0.01
+    m, found = calibration.choose_candidates_and_threshold(scores, outlier, generator, 2, start=8, matched=False,
+                                                           target=0.001)
+    assert m == 16 and found.target_met and found.expected_outlier_rate <= 0.001
+    assert found.threshold > 0.49 and found.expected_min_row_acceptance >= 0.99  # the loosest: a few outliers pass
+    # Unreachable at any count (outliers score like inliers): the count with the fewest served outliers.
+    mixed = rng.uniform(0.0, 1.0, n)
+    m, found = calibration.choose_candidates_and_threshold(mixed, outlier, generator, 2, start=8, matched=False,
+                                                           target=0.001)
+    assert not found.target_met and m in (8, 16, 32, 64)
+
+
 def test_calibration_judge_is_stricter_than_one_draws_judge():
     """Off-manifold against each third of the data flags every sample the whole draw flags, and
     more of the far tail: a threshold calibrated against it holds for an independent draw."""

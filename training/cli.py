@@ -391,9 +391,9 @@ def _parser():
     p.add_argument("--reject", help="rejection rule (default: the method's): none, manifold, discriminator, drs, router, "
                                     "truncation, or a method's own")
     p.add_argument("--candidates", type=_positive_int,
-                   help=f"candidates drawn per output row (default {constants.CANDIDATES}; for methods whose "
-                        f"generator choice depends on z, {constants.CANDIDATES} over the smallest generator share, "
-                        f"at most {constants.MAX_CANDIDATES})")
+                   help=f"candidates drawn per output row (default {constants.CANDIDATES}, for methods whose "
+                        f"generator choice depends on z {constants.CANDIDATES} over the smallest generator share; "
+                        f"calibration doubles it, at most {constants.MAX_CANDIDATES}, until the outlier target holds)")
     p.add_argument("--threshold", type=float, help="accept when the rule's score reaches this (default: calibrated)")
     p.add_argument("--outlier-target", type=_unit_fraction, default=0.001,
                    help="calibrate the threshold so at most this share of served samples are outliers")
