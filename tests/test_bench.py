@@ -25,6 +25,17 @@ def _cli(*args, cwd=None):
                           cwd=cwd, timeout=1500)
 
 
+def _assert_quick_speed_measured(speed):
+    """Every quick-profile speed measurement is there: bank and loop at each K, XLA on and off, a
+    training step's GFLOP/s and the peak, and every sampling path at every batch size."""
+    assert {(r["k"], r["implementation"], r["xla"]) for r in speed["generator_bank"]} == {
+        (k, impl, xla) for k in harness.PROFILES["quick"].speed_ks
+        for impl in ("GeneratorBank (einsum)", "Python loop over K") for xla in (False, True)}
+    assert 0 < speed["training_step"]["gflops"] and 0 < speed["matmul_peak_gflops"]
+    throughput = {(r["path"], r["batch"]) for r in speed["sampling"] if "samples_per_s" in r}
+    assert throughput == {(p, b) for p in SAMPLING_PATHS for b in (1, 64, 4096)}
+
+
 @pytest.mark.benchmark  # every section at the quick profile: over 10 minutes on 2 cores
 @pytest.mark.timeout(2400)
 def test_quick_bench_writes_every_table_and_measurement(tmp_path):
@@ -53,12 +64,7 @@ def test_quick_bench_writes_every_table_and_measurement(tmp_path):
         table = next(t for t in results["tables"] if t["key"] == key)
         assert table["rows"][0]["reference"] and set(table["rows"][0]["raw"]) == {c[0] for c in table["columns"]}
     speed = results["speed"]
-    assert {(r["k"], r["implementation"], r["xla"]) for r in speed["generator_bank"]} == {
-        (k, impl, xla) for k in harness.PROFILES["quick"].speed_ks
-        for impl in ("GeneratorBank (einsum)", "Python loop over K") for xla in (False, True)}
-    assert 0 < speed["training_step"]["gflops"] and 0 < speed["matmul_peak_gflops"]
-    throughput = {(r["path"], r["batch"]) for r in speed["sampling"] if "samples_per_s" in r}
-    assert throughput == {(p, b) for p in SAMPLING_PATHS for b in (1, 64, 4096)}
+    _assert_quick_speed_measured(speed)
     assert all(r["p99_ms"] >= r["p50_ms"] > 0 for r in speed["sampling"] if "p50_ms" in r)
     for picture in ("generator_bank.png", "sampling.png"):
         assert (tmp_path / "out" / "benchmarks" / "results" / picture).stat().st_size > 1000
@@ -89,12 +95,7 @@ def test_quick_sections_measure_raw_served_and_speed(tmp_path, monkeypatch):
     assert paper003["rows"][0]["reference"] and len(paper003["rows"]) == 4
     assert all(not r["errors"] and r["rejected"].get("emd") for r in paper003["rows"][1:])
     speed = results["speed"]
-    assert {(r["k"], r["implementation"], r["xla"]) for r in speed["generator_bank"]} == {
-        (k, impl, xla) for k in harness.PROFILES["quick"].speed_ks
-        for impl in ("GeneratorBank (einsum)", "Python loop over K") for xla in (False, True)}
-    assert 0 < speed["training_step"]["gflops"] and 0 < speed["matmul_peak_gflops"]
-    throughput = {(r["path"], r["batch"]) for r in speed["sampling"] if "samples_per_s" in r}
-    assert throughput == {(p, b) for p in SAMPLING_PATHS for b in (1, 64, 4096)}
+    _assert_quick_speed_measured(speed)
     peak = re.search(r"matmul peak .*\*\*([0-9.]+) GFLOP/s\*\*", report)
     assert peak and float(peak.group(1)) == pytest.approx(speed["matmul_peak_gflops"], abs=0.06)
 
