@@ -109,7 +109,7 @@ def graph_flops(concrete_function):
 
 def _axes_step(method, width, layers, batch, data_dim):
     """``method``'s train_step as a tf.function on axes1024-sized nets, and a real batch for it."""
-    from tfgan_mix.training.train import build_model
+    from tfgan_mix.core import build_model
 
     hidden = (width,) * (layers - 2)  # paper 001's "5 layers": input, 3 hidden of 1024, output
     options = {"data_shape": (data_dim,), "latent_dim": 100, "generator_units": hidden, "discriminator_units": hidden}

@@ -48,7 +48,7 @@ def toy_batches(data_shape, batch_size=16, n=256, seed=0):
 def tiny_model(method, *, seed=None, strategy=None, compile_kwargs=None, **overrides):
     """``build_model`` on ``tiny_options(method)`` updated by ``overrides``; with ``seed``, Keras'
     global seed is set first (weight initialisation)."""
-    from tfgan_mix.training.train import build_model
+    from tfgan_mix.core import build_model
 
     if seed is not None:
         keras.utils.set_random_seed(seed)

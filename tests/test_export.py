@@ -18,7 +18,7 @@ from tfgan_mix.data import Dataset
 from tfgan_mix.export import writer
 from tfgan_mix.export.rules import drs_f, get_rule
 from tfgan_mix.export.sampler import Sampler, calibrate
-from tfgan_mix.training.train import build_model
+from tfgan_mix.core import build_model
 
 METHODS = tfgan_mix.list_methods()
 CANDIDATES = 4

@@ -13,7 +13,8 @@ import pytest
 import tfgan_mix
 from tfgan_mix.data import load_dataset
 from tfgan_mix.metrics import frechet_distance, generator_usage
-from tfgan_mix.training.train import build_model, make_dataset
+from tfgan_mix.core import build_model
+from tfgan_mix.training.train import make_dataset
 
 METHODS = tfgan_mix.list_methods()
 STEPS, BATCH, LEARNING_RATE = 400, 128, 1e-3

@@ -11,10 +11,9 @@ import pytest
 import tensorflow as tf
 from helpers import snapshot, toy_batches, training_step
 
-from tfgan_mix.core import Step
+from tfgan_mix.core import Step, build_model
 from tfgan_mix.methods.mixgan_plus import entropy_regularizer
 from tfgan_mix.training.strategy import mirrored_strategy
-from tfgan_mix.training.train import build_model
 
 LAMBDA = 10.0
 

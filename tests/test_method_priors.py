@@ -9,7 +9,7 @@ from tfgan_mix.core import Step
 from tfgan_mix.methods.masked_prior import global_presample, masked_resample, num_kept
 from tfgan_mix.methods.weighted_prior import weighted_resample
 from tfgan_mix.training.strategy import mirrored_strategy
-from tfgan_mix.training.train import build_model
+from tfgan_mix.core import build_model
 
 CANDIDATES = np.arange(10, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)  # row i = (i, i)
 SCORES = np.array([0.3, 2.0, -1.0, 5.0, 0.0, 4.0, 1.0, -3.0, 3.0, 0.5], np.float32)

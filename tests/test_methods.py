@@ -11,8 +11,8 @@ import tensorflow as tf
 from helpers import moved, snapshot, tiny_model, tiny_options, toy_batches
 
 import tfgan_mix
+from tfgan_mix.core import build_model
 from tfgan_mix.training.strategy import mirrored_strategy
-from tfgan_mix.training.train import build_model
 
 METHODS = tfgan_mix.list_methods()
 

@@ -12,7 +12,8 @@ from tfgan_mix.data import load_dataset
 from tfgan_mix.export import calibration, client, writer
 from tfgan_mix.export.rules import Rule, register_rule
 from tfgan_mix.export.sampler import Rejection, Sampler, ties_choice
-from tfgan_mix.training.train import TrainSpec, build_model, load_run, train
+from tfgan_mix.core import build_model
+from tfgan_mix.training.train import TrainSpec, load_run, train
 
 ROWS = 4000
 CANDIDATES = 8

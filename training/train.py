@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from tfgan_mix import constants, runs
 from tfgan_mix.core import get_method
+from tfgan_mix.core.base import build_model
 # MODEL_FILE, RUN_FILE, load_run and read_run_info live in tfgan_mix.runs (export reads runs too);
 # they stay importable from here.
 from tfgan_mix.runs import MODEL_FILE, RUN_FILE, load_run, read_run_info  # noqa: F401
@@ -59,15 +60,6 @@ class TrainSpec:
         if self.num_generators is not None:
             options["num_generators"] = self.num_generators
         return options
-
-
-def build_model(method, options, strategy=None, **compile_kwargs):
-    """Create, build and compile ``method`` inside ``strategy.scope()`` (networks and optimizers)."""
-    strategy = strategy or tf.distribute.get_strategy()
-    with strategy.scope():
-        model = get_method(method)(**options)
-        model.compile(**compile_kwargs)
-    return model
 
 
 def make_dataset(x, batch_size, seed=0, start_step=0):

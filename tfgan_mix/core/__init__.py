@@ -6,7 +6,7 @@ TensorFlow.
 """
 from tfgan_mix.core.registry import get_method, list_methods, register_method
 
-_FROM_BASE = ("GANConfig", "MixtureGAN", "Step", "choose_from_uniform", "select_generator")
+_FROM_BASE = ("GANConfig", "MixtureGAN", "Step", "build_model", "choose_from_uniform", "select_generator")
 
 
 def __getattr__(name):

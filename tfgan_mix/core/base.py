@@ -586,3 +586,15 @@ def dtype_policy(name):
         yield
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def build_model(method, options, strategy=None, **compile_kwargs):
+    """Create, build and compile the registered ``method`` with ``options`` inside
+    ``strategy.scope()`` (networks and optimizers; the distribution rules above)."""
+    from tfgan_mix.core.registry import get_method  # the registry imports method modules on demand
+
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = get_method(method)(**options)
+        model.compile(**compile_kwargs)
+    return model
