@@ -104,6 +104,25 @@ def test_mixing_before_the_trunk_needs_a_shared_trunk():
         bank.trunk(tf.zeros([2, 6]))
 
 
+@pytest.mark.parametrize("latent", [2, 12], ids=["gathered-kernels", "all-heads"])
+def test_own_heads_equal_the_chosen_heads_and_train_only_them(latent):
+    """Both paths of own_heads (latent < K gathers each example's kernel; otherwise all K heads and
+    a one-hot pick) give heads(z)[b, index_b], and the gradient reaches only the chosen heads."""
+    bank = GeneratorBank(8, (2,), units=(6, 5), shared_trunk=True)
+    batch = 10
+    z = tf.random.stateless_normal([batch, latent], [0, 5])
+    bank(z)
+    index = tf.constant(np.arange(batch) % 5, tf.int32)  # heads 5..7 are never chosen
+    with tf.GradientTape() as tape:
+        own = bank.own_heads(z, index)
+        total = tf.reduce_sum(tf.square(own))
+    expected = bank.heads(z).numpy()[np.arange(batch), index.numpy()]
+    np.testing.assert_allclose(own.numpy(), expected, rtol=1e-5, atol=1e-6)
+    kernel_grad = tf.convert_to_tensor(tape.gradient(total, bank.head[0])).numpy()
+    used = np.abs(kernel_grad).sum(axis=(1, 2)) > 0
+    np.testing.assert_array_equal(used, np.arange(8) < 5)
+
+
 def test_bad_backbone_is_named():
     with pytest.raises(ValueError, match="unknown generator backbone 'resnet'"):
         GeneratorBank(2, (2,), backbone="resnet")

@@ -131,6 +131,22 @@ class GeneratorBank(keras.layers.Layer):
         z = tf.cast(z, self.compute_dtype)
         return stacked_dense(z, kernel, bias, shared_input=len(z.shape) == 2)
 
+    def own_heads(self, z, index):
+        """Each example's own generator's input layer only: ``z`` (B, latent), ``index`` (B,) ->
+        (B, head_width), for hard-routed methods whose sample comes from one generator.
+
+        With fewer latent dimensions than generators, each example's kernel is gathered and only
+        its own head is computed: cost B*latent*width, whatever K is, and no more memory than all K
+        heads' outputs (B*K*width). Otherwise all K heads are computed and one is kept (a one-hot
+        sum, so gradients reach only the chosen head), which is then the cheaper of the two.
+        """
+        kernel, bias = self._compute(*self.head)
+        z = tf.cast(z, self.compute_dtype)
+        if z.shape[-1] < self.num_generators:
+            return tf.einsum("bi,bih->bh", z, tf.gather(kernel, index)) + tf.gather(bias, index)
+        heads = stacked_dense(z, kernel, bias, shared_input=True)
+        return tf.einsum("bk,bkh->bh", tf.one_hot(index, self.num_generators, dtype=heads.dtype), heads)
+
     def _compute(self, *weights):
         # Explicit casts: MoG/HMoG call heads()/trunk() directly, outside Layer.__call__'s autocast.
         return [tf.cast(w, self.compute_dtype) for w in weights]

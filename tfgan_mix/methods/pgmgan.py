@@ -327,10 +327,9 @@ class PGMGAN(MixtureGAN):
         index = choose_from_uniform(self.route(noise, training), noise["u"])
         if not self.generators.shared_trunk:
             return select_generator(self.generators(noise["z"]), index), index
-        # Shared trunk: select the input layer's output, then run the trunk once per example.
-        heads = self.generators.heads(noise["z"])  # (B, k, h)
-        one_hot = tf.one_hot(index, heads.shape[1], dtype=heads.dtype)
-        return self.generators.trunk(tf.einsum("bk,bkh->bh", one_hot, heads)), index
+        # Shared trunk: only each example's own input layer, then the trunk once per example, so
+        # the step's cost does not grow with k (paper 002 runs k = 200).
+        return self.generators.trunk(self.generators.own_heads(noise["z"], index)), index
 
     def discriminate(self, x, training=False):
         """D_i(x) for the partition i = argmax_c f_c(x) that x lies in."""
