@@ -59,6 +59,9 @@ setup(
             "pytest-xdist>=3.5,<4",  # the suite runs in two processes (pyproject addopts)
             "pyyaml>=6,<7",  # tests/test_deploy.py parses the KServe manifests
         ],
+        # The speed section's PyTorch reference (benchmarks/torch_npgan.py); the suite never needs it.
+        # 2.13 is the CPU build pip finds without a download of CUDA libraries on our machines.
+        "bench": ["torch>=2.13,<2.14"],
     },
     entry_points={"console_scripts": ["tfgan-mix=tfgan_mix.training.cli:main"]},
 )

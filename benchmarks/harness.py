@@ -46,6 +46,10 @@ class Profile:
     gflops_width: int
     throughput_batches: tuple
     load_requests: int
+    torch_ks: tuple = (3, 32)  # K of the npgan-against-PyTorch comparison
+    torch_steps: int = 30  # steps per timing window of that comparison
+    torch_repeats: int = 7  # interleaved timing windows per contender
+    routed_ks: tuple = (1, 16, 200)  # partitions of the hard-routing comparison (paper 002 runs 200)
     candidates: int | None = None  # sampler candidates per row (None: what export picks for the method)
     served_runs: int | None = None  # runs per served-target table (None: all; the smoke profile takes one)
 
@@ -54,6 +58,7 @@ PROFILES = {
     "quick": Profile("quick", step_scale=0.02, seeds=(0,), samples=4000, axes_steps=3, axes_units=(128, 128, 128),
                      judge_steps=50, judge_points=2000, digits_steps=10, digits_seeds=(0,), speed_ks=(1, 4, 16), speed_repeats=3,
                      gflops_width=256, throughput_batches=(1, 64, 4096), load_requests=5,
+                     torch_ks=(3,), torch_steps=3, torch_repeats=2, routed_ks=(1, 16),
                      candidates=8,  # a smoke run: up to 64 for z-routed methods cost minutes here
                      served_runs=1),
     "full": Profile("full", step_scale=1.0, seeds=(0, 1, 2), samples=20000, axes_steps=500,

@@ -9,13 +9,14 @@ own header are in ``notes/report.md``.
 import dataclasses
 import json
 import os
+import statistics
 import platform
 
 import numpy as np
 import tensorflow as tf
 
 from tfgan_mix.benchmarks.harness import note, number
-from tfgan_mix.benchmarks.speed import bank_note
+from tfgan_mix.benchmarks.speed import bank_note, routed_note, torch_note
 from tfgan_mix.runs import write_text
 
 RESULTS_DIR = "benchmarks/results"  # below --out; also the links' path in BENCHMARKS.md
@@ -83,6 +84,19 @@ def speed_markdown(result, plot_dir):
         lines.append(f"| {r['k']} | {r['implementation']} | {'on' if r['xla'] else 'off'} | {r['ms_per_step']:.2f} |")
     lines += ["", note("speed", "bank-step"), "", bank_note(result["generator_bank"], peak=result["matmul_peak_gflops"]),
               "", f"![step time against K]({plot_dir}/generator_bank.png)", ""]
+    if result.get("npgan_vs_torch"):
+        lines += ["### NPGAN training step against PyTorch (paper 000's toy nets, batch 256)", "",
+                  "| K | implementation | steps/s: min / median / max |", "|---|---|---|"]
+        for r in result["npgan_vs_torch"]:
+            v = r["steps_per_s"]
+            lines.append(f"| {r['k']} | {r['implementation']} | {min(v):.1f} / {statistics.median(v):.1f} / {max(v):.1f} |")
+        lines += ["", torch_note(result["npgan_vs_torch"]), ""]
+    if result.get("routed"):
+        lines += ["### Hard-routed PGMGAN against k partitions (grid25 preset's nets)", "",
+                  "| k | XLA | ms per train step | ms per generate (4096 rows) |", "|---|---|---|---|"]
+        for r in result["routed"]:
+            lines.append(f"| {r['k']} | {'on' if r['xla'] else 'off'} | {r['ms_per_step']:.1f} | {r['ms_per_generate']:.1f} |")
+        lines += ["", routed_note(result["routed"]), ""]
     step, peak = result["training_step"], result["matmul_peak_gflops"]
     lines += ["### Achieved GFLOP/s of a training step", "",
               "- " + note("speed", "matmul-peak", peak=peak),

@@ -17,19 +17,35 @@ measured matmul peak, sampling throughput and server latency, measured side by s
 Every function returns plain rows (lists of dicts) for the report writer; timings are the median
 of ``repeats`` runs after a warm-up call, so compilation is never counted.
 """
+import importlib.metadata
+import importlib.util
+import json
+import multiprocessing
 import os
 import shutil
 import statistics
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import keras
 import numpy as np
+import onnxruntime as ort
 import tensorflow as tf
 
 from tfgan_mix.benchmarks import flops as bench_flops
 from tfgan_mix.benchmarks.harness import note
+from tfgan_mix.core import build_model
 from tfgan_mix.data import load_dataset
+from tfgan_mix.export import writer
+from tfgan_mix.export.sampler import Rejection, Sampler
 from tfgan_mix.layers import GeneratorBank
+from tfgan_mix.runs import load_run
+from tfgan_mix.serving.grpc_client import predict_seeds
+from tfgan_mix.serving.model_server import serve
+from tfgan_mix.training import presets
+from tfgan_mix.training.strategy import resolve_jit_compile
+from tfgan_mix.training.train import TrainSpec, make_dataset, train
 
 
 def median_seconds(function, repeats):
@@ -89,6 +105,122 @@ def generator_bank_step_times(ks=(1, 4, 16, 64, 200), batch=256, latent_dim=100,
     return rows
 
 
+# ---------------------------------------------------------------------- against PyTorch
+def _tfgan_npgan_window(k, xla, batch, steps):
+    """A function timing ``steps`` steps of tfgan_mix's npgan through ``model.fit`` (paper 000's
+    toy nets, the npgan_gaussians3 preset's options, K generators), after a warm-up fit."""
+    options = {**presets.load("npgan_gaussians3")["options"], "num_generators": k, "data_shape": (2,)}
+    model = build_model("npgan", options, jit_compile=xla)
+    data = make_dataset(load_dataset("gaussians3").x, batch, seed=0)
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)  # tracing and compilation
+
+    def window():
+        start = time.perf_counter()
+        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+        return time.perf_counter() - start
+
+    return window
+
+
+def _torch_npgan_window(k, impl, batch, steps):
+    from tfgan_mix.benchmarks.torch_npgan import TorchNPGAN  # optional: the [bench] extra
+
+    model = TorchNPGAN(k, impl, batch=batch, threads=os.cpu_count())
+    model.seconds_for(steps)  # warm-up
+    return lambda: model.seconds_for(steps)
+
+
+def _window_worker(connection, make_window, arguments):
+    """A contender's own process: build it, then time one window per request until told to stop.
+    Each framework gets a process of its own so their thread pools never share one (PyTorch's
+    OpenMP threads spin-waited on TensorFlow's in one process: 5-10x slower windows, measured)."""
+    window = make_window(*arguments)
+    connection.send("ready")
+    while connection.recv():
+        connection.send(window())
+
+
+class _Contender:
+    def __init__(self, context, make_window, arguments):
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_window_worker, args=(child, make_window, arguments), daemon=True)
+        self.process.start()
+        self.name = f"{make_window.__name__}{arguments}"
+
+    def wait_ready(self):
+        if self.connection.recv() != "ready":
+            raise RuntimeError(f"{self.name} did not start")
+
+    def seconds(self):
+        self.connection.send(True)
+        return self.connection.recv()
+
+    def stop(self):
+        try:
+            self.connection.send(False)
+        except OSError:  # the worker died already (its error reached wait_ready or seconds)
+            pass
+        self.process.join(timeout=60)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def npgan_against_torch(ks=(3, 32), repeats=7, steps=30, batch=256):
+    """Rows of {k, implementation, steps_per_s: [one per repeat]}: tfgan_mix's npgan step (fit,
+    XLA off and on) against the PyTorch reference (``torch_npgan``: stacked weights with bmm, and a
+    loop over K). Each contender lives in its own process and their timing windows interleave
+    (A B C D A B C D ...), so a slow spell of the machine hits every one and only one runs at a
+    time. Without PyTorch installed only tfgan_mix is timed."""
+    context = multiprocessing.get_context("spawn")
+    torch_impls = ("bmm", "loop") if importlib.util.find_spec("torch") else ()
+    rows = []
+    for k in ks:
+        plan = {f"tfgan_mix npgan, XLA {'on' if xla else 'off'}": (_tfgan_npgan_window, (k, xla, batch, steps))
+                for xla in (False, True)}
+        plan.update({f"PyTorch {torch_version()} eager, {'stacked weights + bmm' if impl == 'bmm' else 'loop over K'}":
+                     (_torch_npgan_window, (k, impl, batch, steps)) for impl in torch_impls})
+        contenders = {}
+        try:
+            for name, (make_window, arguments) in plan.items():  # built together: builds are not timed
+                contenders[name] = _Contender(context, make_window, arguments)
+            for contender in contenders.values():
+                contender.wait_ready()
+            rates = {name: [] for name in contenders}
+            for _ in range(repeats):
+                for name, contender in contenders.items():
+                    rates[name].append(steps / contender.seconds())
+        finally:
+            for contender in contenders.values():
+                contender.stop()
+        rows += [{"k": k, "implementation": name, "steps_per_s": values} for name, values in rates.items()]
+    return rows
+
+
+def torch_version():
+    return importlib.metadata.version("torch").split("+")[0]
+
+
+# ---------------------------------------------------------------------- hard routing against k
+def routed_step_times(ks=(1, 16, 200), batch=512, sample_batch=4096, repeats=10, preset="pgmgan_grid25"):
+    """Rows of {k, xla, ms_per_step, ms_per_generate}: PGMGAN's whole train_step (partitioner, D and
+    G updates) at ``preset``'s sizes with k partitions, and its ``generate`` (what the exported
+    sampler runs per candidate batch) on ``sample_batch`` noise rows. Each sample belongs to one
+    partition, so only its own generator head is computed (``GeneratorBank.own_heads``)."""
+    settings = presets.load(preset)
+    rows = []
+    for k in ks:
+        model = build_model(settings["method"], {**settings["options"], "num_generators": k, "data_shape": (2,)})
+        real = load_dataset(settings["data"]).x[:batch].astype(np.float32)
+        noise = model.sample_noise(sample_batch, seed=[0, 0])
+        for xla in (False, True):
+            step = tf.function(model.train_step, jit_compile=xla)
+            generate = tf.function(lambda n: model.generate(n)[0], jit_compile=xla)
+            rows.append({"k": k, "xla": xla,
+                         "ms_per_step": 1000 * median_seconds(lambda: step(real)["d_loss"].numpy(), repeats),
+                         "ms_per_generate": 1000 * median_seconds(lambda: generate(noise).numpy(), repeats)})
+    return rows
+
+
 # ---------------------------------------------------------------------- FLOP/s
 def matmul_peak_gflops(n=2048, repeats=10):
     """float32 matmul GFLOP/s of this machine (2 n^3 FLOPs per n x n product), best of XLA/plain."""
@@ -109,8 +241,6 @@ def graph_flops(concrete_function):
 
 def _axes_step(method, width, layers, batch, data_dim):
     """``method``'s train_step as a tf.function on axes1024-sized nets, and a real batch for it."""
-    from tfgan_mix.core import build_model
-
     hidden = (width,) * (layers - 2)  # paper 001's "5 layers": input, 3 hidden of 1024, output
     options = {"data_shape": (data_dim,), "latent_dim": 100, "generator_units": hidden, "discriminator_units": hidden}
     model = build_model(method, options)
@@ -139,16 +269,8 @@ def sampling_throughput(run_dir, version_dir, batches=(1, 64, 4096), repeats=5, 
                         load_batch=64):
     """Rows of {path, batch, samples_per_s} for one exported sampler, plus a latency row per server
     (p50/p99 over ``load_threads`` x ``load_requests`` concurrent requests of ``load_batch`` rows)."""
-    import json
-    import urllib.request
-    from concurrent.futures import ThreadPoolExecutor
 
-    import onnxruntime as ort
 
-    from tfgan_mix.export.sampler import Rejection, Sampler
-    from tfgan_mix.serving.grpc_client import predict_seeds
-    from tfgan_mix.serving.model_server import serve
-    from tfgan_mix.runs import load_run
 
     sampler = Sampler(load_run(run_dir), Rejection.load(version_dir))
     keras_fn = sampler.noise_function()
@@ -202,12 +324,12 @@ def sampling_throughput(run_dir, version_dir, batches=(1, 64, 4096), repeats=5, 
 def speed_section(profile, work_dir, log=print):
     """Every speed measurement at ``profile``'s sizes: {generator_bank, matmul_peak_gflops,
     training_step, sampling}."""
-    from tfgan_mix.export import writer
-    from tfgan_mix.training import presets
-    from tfgan_mix.training.train import TrainSpec, train
-
     log("speed: generator bank against a Python loop")
     bank = generator_bank_step_times(ks=profile.speed_ks, repeats=profile.speed_repeats)
+    log("speed: npgan against PyTorch")
+    torch_rows = npgan_against_torch(ks=profile.torch_ks, repeats=profile.torch_repeats, steps=profile.torch_steps)
+    log("speed: hard-routed PGMGAN against k")
+    routed = routed_step_times(ks=profile.routed_ks, repeats=profile.speed_repeats)
     log("speed: matmul peak and training-step GFLOP/s")
     peak = matmul_peak_gflops(repeats=profile.speed_repeats)
     step = training_step_gflops(width=profile.gflops_width, repeats=profile.speed_repeats)
@@ -223,7 +345,8 @@ def speed_section(profile, work_dir, log=print):
     version = writer.export_run(run_dir, export_base)
     sampling = sampling_throughput(run_dir, version, batches=profile.throughput_batches, repeats=profile.speed_repeats,
                                      load_requests=profile.load_requests)
-    return {"generator_bank": bank, "matmul_peak_gflops": peak, "training_step": step, "sampling": sampling}
+    return {"generator_bank": bank, "matmul_peak_gflops": peak, "training_step": step, "sampling": sampling,
+            "npgan_vs_torch": torch_rows, "routed": routed}
 
 
 def bank_note(rows, peak, batch=256, layer_sizes=(100, 200, 100, 20, 2)):
@@ -242,3 +365,37 @@ def bank_note(rows, peak, batch=256, layer_sizes=(100, 200, 100, 20, 2)):
                 fastest="; ".join(f"K={kk} {'bank' if b[1] else 'loop'}, XLA {'on' if b[2] else 'off'}"
                                   for kk, b in best.items() if b),
                 k=k, gflop=flops * k / 1e9, ms=fastest, gflops=flops * k / fastest / 1e6, peak=peak)
+
+
+def _paired_ratios(numerator, denominator):
+    """min/median/max of the per-repeat ratios of two interleaved series, as text."""
+    ratios = [a / b for a, b in zip(numerator, denominator)]
+    return f"{min(ratios):.2f} / {statistics.median(ratios):.2f} / {max(ratios):.2f}"
+
+
+def torch_note(rows):
+    """Per K: each tfgan_mix variant's speed-up over PyTorch with stacked weights (per-repeat ratios
+    of the interleaved windows), and which XLA setting was faster, against the 1.5x target and
+    what ``--jit-compile auto`` picks on this machine."""
+    by = {(r["k"], r["implementation"]): r["steps_per_s"] for r in rows}
+    parts = []
+    for k in dict.fromkeys(r["k"] for r in rows):
+        ours = {xla: by[k, f"tfgan_mix npgan, XLA {xla}"] for xla in ("off", "on")}
+        faster = max(ours, key=lambda xla: statistics.median(ours[xla]))
+        bmm = next((v for (kk, name), v in by.items() if kk == k and name.endswith("bmm")), None)
+        versus = "; ".join(f"XLA {xla} / PyTorch bmm {_paired_ratios(ours[xla], bmm)}" for xla in ours) if bmm \
+            else note("speed", "torch-missing")
+        parts.append(note("speed", "torch-k", k=k, versus=versus, faster=faster))
+    auto = {False: "XLA off", True: "XLA on"}.get(resolve_jit_compile("auto"), "Keras's choice (XLA where supported)")
+    return note("speed", "torch", per_k=" ".join(parts), auto=auto)
+
+
+def routed_note(rows):
+    """The step and generate time at the largest k over those at k = 1, per XLA setting."""
+    ks = sorted({r["k"] for r in rows})
+    ms = {(r["k"], r["xla"]): r for r in rows}
+    ratios = "; ".join(
+        f"XLA {'on' if xla else 'off'}: train step {ms[ks[-1], xla]['ms_per_step'] / ms[ks[0], xla]['ms_per_step']:.2f}x, "
+        f"generate {ms[ks[-1], xla]['ms_per_generate'] / ms[ks[0], xla]['ms_per_generate']:.2f}x"
+        for xla in (False, True) if (ks[0], xla) in ms and (ks[-1], xla) in ms)
+    return note("speed", "routed", k=ks[-1], k0=ks[0], ratios=ratios)

@@ -1,5 +1,6 @@
 """``tfgan-mix bench``: the quick profile end to end through the command line, and its parts."""
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -34,6 +35,14 @@ def _assert_quick_speed_measured(speed):
     assert 0 < speed["training_step"]["gflops"] and 0 < speed["matmul_peak_gflops"]
     throughput = {(r["path"], r["batch"]) for r in speed["sampling"] if "samples_per_s" in r}
     assert throughput == {(p, b) for p in SAMPLING_PATHS for b in (1, 64, 4096)}
+    quick = harness.PROFILES["quick"]
+    contenders = {(r["k"], r["implementation"]) for r in speed["npgan_vs_torch"]}
+    ours = {(k, f"tfgan_mix npgan, XLA {x}") for k in quick.torch_ks for x in ("off", "on")}
+    torch_rows = 2 * len(quick.torch_ks) if importlib.util.find_spec("torch") else 0
+    assert ours <= contenders and len(contenders) == len(ours) + torch_rows
+    assert all(len(r["steps_per_s"]) == quick.torch_repeats and min(r["steps_per_s"]) > 0 for r in speed["npgan_vs_torch"])
+    assert {(r["k"], r["xla"]) for r in speed["routed"]} == {(k, x) for k in quick.routed_ks for x in (False, True)}
+    assert all(r["ms_per_step"] > 0 and r["ms_per_generate"] > 0 for r in speed["routed"])
 
 
 @pytest.mark.benchmark  # every section at the quick profile: over 10 minutes on 2 cores
@@ -248,3 +257,21 @@ def test_resume_reuses_a_finished_run_with_the_same_spec_only(tmp_path):
 def test_resume_needs_a_work_folder(tmp_path):
     result = _cli("bench", "--quick", "--resume", "--out", str(tmp_path / "out"))
     assert result.returncode == 2 and "--resume needs --work" in result.stderr
+
+
+def test_torch_reference_step_updates_every_player():
+    """The PyTorch NPGAN reference the speed section times: one step moves D, every generator and
+    NP (both ways of writing the K generators), and an unknown way is named."""
+    torch = pytest.importorskip("torch")
+    from tfgan_mix.benchmarks.torch_npgan import TorchNPGAN
+
+    for impl in ("bmm", "loop"):
+        model = TorchNPGAN(3, impl, batch=16, threads=1)
+        players = (model.discriminator, model.generators, model.noise_prior)
+        before = [[p.detach().clone() for p in player.parameters()] for player in players]
+        model.step()
+        for player, old in zip(players, before):
+            assert all(not torch.equal(p, q) for p, q in zip(player.parameters(), old) if p.dim() > 1)
+        assert all(p.requires_grad for p in model.discriminator.parameters())  # D unfrozen again
+    with pytest.raises(ValueError, match="unknown impl 'jit'"):
+        TorchNPGAN(3, "jit")
