@@ -72,16 +72,18 @@ SERVED_COLUMNS = [("off_manifold", "off-manifold rate", True), ("modes", "modes 
                   ("mode_tv", "mode-share TV", True), ("within_3_std", "share within 3 std", False)]
 
 
-def _served_table(bench, key, title, runs, measure, targets, columns=SERVED_COLUMNS, notes=()):
+def _served_table(bench, key, title, runs, measure, targets, columns=SERVED_COLUMNS, notes=(), seeds_note="seeds"):
+    """Train, export and sample each of ``runs`` (the profile's first ``served_runs``) per seed and
+    measure its samples: ``measure`` is one measure for every run, or a dict of one per run label."""
     runs = runs[: bench.profile.served_runs]
     rows = []
     for run in runs:
         bench.log(f"{key}: {run.label}")
-        rows.append(bench.served(run, bench.profile.seeds, measure))
+        rows.append(bench.served(run, bench.profile.seeds, measure[run.label] if isinstance(measure, dict) else measure))
     targets = {label: goal for label, goal in targets.items() if any(r["label"] == label for r in rows)}
     table = Table(key, title, columns, rows, {}, [], targets)
     table.notes = [target_note(table), savedmodel_note(rows), *notes,
-                   note("served", "seeds", seeds=list(bench.profile.seeds), samples=bench.profile.samples)]
+                   note("served", seeds_note, seeds=list(bench.profile.seeds), samples=bench.profile.samples)]
     return table
 
 
@@ -132,26 +134,17 @@ def served_own_data(bench):
     for mixture in OWN_MIXTURES:
         path = os.path.join(bench.work_dir, f"{mixture.name}.npy")
         np.save(path, mixture.draw(seed=0).x)
-        measures[mixture.name] = served_measure(mixture.draw(seed=2))
+        measure = served_measure(mixture.draw(seed=2))
         for method, name, preset in (("npgan", "NPGAN", "npgan_gaussians3"), ("hmog", "HMoG", "hmog_gaussians5")):
             label = f"{name} {mixture.name}"
             runs.append(Run(label, preset, data=path, generators=len(mixture.centres) if method == "npgan" else None))
+            measures[label] = measure
             targets[label] = {"off_manifold": ["<=", 0.005], "modes": [">=", len(mixture.centres)], "mode_tv": ["<=", 0.05]}
-
-    runs = runs[: bench.profile.served_runs]
-    rows = []
-    for run in runs:
-        bench.log(f"served_own_data: {run.label}")
-        rows.append(bench.served(run, bench.profile.seeds, measures[run.label.split()[-1]]))
-    targets = {label: goal for label, goal in targets.items() if any(r["label"] == label for r in rows)}
-    table = Table("served_own_data", "Served samples: our own mixtures through `train --data FILE.npy`",
-                  SERVED_COLUMNS, rows, {}, [], targets)
     mixtures = "; ".join(note("served", "own-mixture", name=m.name, modes=len(m.centres), dim=len(m.centres[0]),
                               stds=list(m.stds), weights=list(m.weights)) for m in OWN_MIXTURES)
-    table.notes = [target_note(table), savedmodel_note(rows),
-                   note("served", "own-mixtures", count=OwnMixture.count, mixtures=mixtures),
-                   note("served", "own-data-seeds", seeds=list(bench.profile.seeds), samples=bench.profile.samples)]
-    return table
+    return _served_table(bench, "served_own_data", "Served samples: our own mixtures through `train --data FILE.npy`",
+                         runs, measures, targets, seeds_note="own-data-seeds",
+                         notes=[note("served", "own-mixtures", count=OwnMixture.count, mixtures=mixtures)])
 
 
 def target_note(table):
