@@ -42,8 +42,19 @@ import time
 from concurrent import futures
 from dataclasses import dataclass
 
+import anyio
+import grpc
 import numpy as np
 import tensorflow as tf
+import uvicorn
+from google.protobuf import json_format
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+from starlette.routing import Route
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from tfgan_mix.constants import IDLE_TIMEOUT_S, MAX_BATCH, MAX_BODY_BYTES, SERVE_WORKERS
 
@@ -85,8 +96,6 @@ class RequestError(Exception):
 # ---------------------------------------------------------------------- versions on disk
 class _Servable:
     def __init__(self, path):
-        from tensorflow.core.protobuf import saved_model_pb2
-
         proto = saved_model_pb2.SavedModel()
         with open(os.path.join(path, "saved_model.pb"), "rb") as f:
             proto.ParseFromString(f.read())
@@ -448,8 +457,6 @@ def rest_status(store, name, version):
 
 
 def rest_metadata(store, name, version):
-    from google.protobuf import json_format
-
     version, servable = store.get(name, version)
     defs = {k: json_format.MessageToDict(v) for k, v in servable.signature_defs.items()}
     return {"model_spec": {"name": name, "signature_name": "", "version": str(version)},
@@ -482,8 +489,6 @@ def _route(store, limits, method, path, raw):
 
 def _answer(status, body, close=False):
     """Strict JSON (``allow_nan=False``): a response that cannot be strict becomes a 500."""
-    from starlette.responses import Response
-
     try:
         payload = json.dumps(body, allow_nan=False)
     except ValueError:
@@ -496,8 +501,6 @@ def _answer(status, body, close=False):
 async def _read_body(request, limits):
     """The request body, refused (413) when its declared or actual size passes the limit and (408)
     when it does not arrive within ``body_timeout_s``; chunked bodies are read too."""
-    from starlette.requests import ClientDisconnect
-
     length = request.headers.get("content-length")
     if length is not None:
         if not (length.isascii() and length.isdigit()):
@@ -526,10 +529,6 @@ async def _read_body(request, limits):
 
 def rest_app(store, limits):
     """The Starlette application for TF Serving's REST API over ``store``."""
-    import anyio
-    from starlette.applications import Starlette
-    from starlette.routing import Route
-
     limiter = anyio.CapacityLimiter(limits.workers)
 
     async def endpoint(request):
@@ -552,8 +551,6 @@ def _protocol_class(idle_timeout_s):
     request header within ``idle_timeout_s`` of connecting (or of its last response) is closed.
     uvicorn alone never times out a connection that sends nothing, and every byte restarts its
     keep-alive timer, so a byte-at-a-time client would hold a connection forever."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
     class TimedH11Protocol(H11Protocol):
         _deadline = None
         _armed_cycle = None
@@ -598,8 +595,6 @@ class _RestFront:
     """uvicorn serving ``rest_app`` on a socket bound here (so port 0 and the backlog are ours)."""
 
     def __init__(self, app, host, port, limits):
-        import uvicorn
-
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -634,9 +629,6 @@ class _RestFront:
 
 # ---------------------------------------------------------------------- gRPC
 def _servicer(store, limits):
-    import grpc
-    from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
-
     codes = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND}
     slots = threading.BoundedSemaphore(limits.workers)
 
@@ -703,9 +695,6 @@ class Server:
 
     def __init__(self, base, name="sampler", host="127.0.0.1", port=8501, grpc_port=8500, poll_seconds=2.0,
                  keep_versions=1, **limits):
-        import grpc
-        from tensorflow_serving.apis import prediction_service_pb2_grpc
-
         self.limits = Limits(**limits)
         self.store = ModelStore(base, name, keep_versions)
         self._rest = _RestFront(rest_app(self.store, self.limits), host, port, self.limits)
