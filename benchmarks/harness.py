@@ -180,18 +180,18 @@ class Bench:
                     row[key].setdefault(name, []).append(float(value))
         return row
 
-    def served(self, run, seeds, measure):
+    def served(self, run, seeds, measure, diagnose=None):
         """Train ``run`` per seed, export it with ``tfgan-mix export``'s defaults (both formats, the
         method's default rule calibrated to the default outlier target) and draw ``profile.samples``
         rows from the exported ONNX file and from the SavedModel. Returns a row like ``evaluate``'s:
         "rejected" holds the ONNX figures, "savedmodel" the SavedModel's, "target_met" what the
         export's calibration reported."""
         row = {"label": run.label, "raw": {}, "rejected": {}, "savedmodel": {}, "acceptance": [], "errors": [],
-               "losses": [], "target_met": []}
+               "losses": [], "target_met": [], "seeds": [], "diagnosis": []}
         for seed in seeds:
             try:
                 model, losses = self.train(run, seed)
-                raw, _ = model.sample(self.profile.samples, seed=10_000 + seed)
+                raw, generators = model.sample(self.profile.samples, seed=10_000 + seed)
                 start = time.perf_counter()
                 base = os.path.join(self.run_dir(run, seed), "exported")
                 version = os.path.join(base, "1")
@@ -210,6 +210,9 @@ class Bench:
                 self.log(f"  FAILED {run.label} seed {seed}: {type(error).__name__}: {error}")
                 continue
             row["rule"] = card["rejection"]["rule"]
+            row["seeds"].append(seed)
+            if diagnose is not None:
+                row["diagnosis"].append(diagnose(np.asarray(raw), np.asarray(generators)))
             row["acceptance"].append(onnx_rate)
             row["losses"].append(losses)
             row["target_met"].append(bool((card["rejection"].get("calibration") or {}).get("target_met", True)))

@@ -10,6 +10,7 @@ import numpy as np
 from tfgan_mix import metrics as M
 from tfgan_mix.benchmarks.harness import Run, Table, note, number
 from tfgan_mix.data import Dataset, load_dataset
+from tfgan_mix.data.toy import RING8_RADIUS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,18 +69,73 @@ def served_measure(reference, with_emd=False):
     return measure
 
 
+def generator_diagnosis(reference, min_share=0.01):
+    """What each generator's raw samples do against ``reference``'s modes, to name a miss's cause:
+    {"generators": [{generator, share, off_manifold, mode, purity}] for generators with at least
+    ``min_share`` of the rows (mode: the mode most of its on-manifold samples are nearest to, purity:
+    that share of them), "uncovered": modes with no on-manifold sample}."""
+
+    def diagnose(samples, generator):
+        flat = samples.reshape(len(samples), -1)
+        off = M.off_manifold_mask(flat, reference.x, reference.labels, reference.centres)
+        nearest = np.argmin(np.linalg.norm(flat[:, None] - reference.centres[None], axis=-1), axis=1)
+        generator = np.asarray(generator).reshape(-1)
+        rows = []
+        for g in np.unique(generator):
+            mine = generator == g
+            if mine.mean() < min_share:
+                continue
+            counts = np.bincount(nearest[mine & ~off], minlength=len(reference.centres))
+            rows.append({"generator": int(g), "share": float(mine.mean()), "off_manifold": float(off[mine].mean()),
+                         "mode": int(np.argmax(counts)), "purity": float(counts.max() / max(counts.sum(), 1))})
+        covered = np.bincount(nearest[~off], minlength=len(reference.centres))
+        return {"generators": rows, "uncovered": [int(m) for m in np.flatnonzero(covered == 0)]}
+
+    return diagnose
+
+
+def miss_cause(diagnosis, off_limit=0.5):
+    """A miss's measured cause in words, from ``generator_diagnosis``: modes no generator reaches,
+    generators whose samples are mostly off the manifold (the sampler keeps their rows: the row
+    floor holds each generator's share), and modes that several generators share."""
+    parts = []
+    if diagnosis["uncovered"]:
+        parts.append(note("served", "cause-uncovered", modes=", ".join(map(str, diagnosis["uncovered"]))))
+    gens = diagnosis["generators"]
+    bad = [g for g in gens if g["off_manifold"] >= off_limit]
+    if bad:
+        parts.append(note("served", "cause-off", generators=", ".join(
+            f"G{g['generator']} ({number(g['share'])} of rows, {number(g['off_manifold'])} off)" for g in bad)))
+    by_mode = {}
+    for g in gens:
+        if g["off_manifold"] < off_limit and g["purity"] >= 0.9:
+            by_mode.setdefault(g["mode"], []).append(g)
+    shared = {mode: gs for mode, gs in by_mode.items() if len(gs) > 1}
+    if shared:
+        parts.append(note("served", "cause-shared", modes="; ".join(
+            f"mode {mode}: " + ", ".join(f"G{g['generator']} ({number(g['share'])})" for g in gs)
+            for mode, gs in shared.items())))
+    if not parts:
+        spread = max((g["off_manifold"] for g in gens), default=0.0)
+        parts.append(note("served", "cause-spread", worst=number(spread), count=len(gens)))
+    return "; ".join(parts)
+
+
 SERVED_COLUMNS = [("off_manifold", "off-manifold rate", True), ("modes", "modes covered", False),
                   ("mode_tv", "mode-share TV", True), ("within_3_std", "share within 3 std", False)]
 
 
-def _served_table(bench, key, title, runs, measure, targets, columns=SERVED_COLUMNS, notes=(), seeds_note="seeds"):
+def _served_table(bench, key, title, runs, reference, targets, columns=SERVED_COLUMNS, notes=(), seeds_note="seeds",
+                  with_emd=False):
     """Train, export and sample each of ``runs`` (the profile's first ``served_runs``) per seed and
-    measure its samples: ``measure`` is one measure for every run, or a dict of one per run label."""
+    measure its samples against ``reference`` (a labelled draw of the data: one for every run, or a
+    dict of one per run label); each seed's raw samples are also diagnosed per generator."""
     runs = runs[: bench.profile.served_runs]
     rows = []
     for run in runs:
         bench.log(f"{key}: {run.label}")
-        rows.append(bench.served(run, bench.profile.seeds, measure[run.label] if isinstance(measure, dict) else measure))
+        data = reference[run.label] if isinstance(reference, dict) else reference
+        rows.append(bench.served(run, bench.profile.seeds, served_measure(data, with_emd), generator_diagnosis(data)))
     targets = {label: goal for label, goal in targets.items() if any(r["label"] == label for r in rows)}
     table = Table(key, title, columns, rows, {}, [], targets)
     table.notes = [target_note(table), savedmodel_note(rows), *notes,
@@ -89,19 +145,19 @@ def _served_table(bench, key, title, runs, measure, targets, columns=SERVED_COLU
 
 def served_gaussians3(bench):
     """Issue targets on paper 000's three unequal Gaussians, 3 generators."""
-    measure = served_measure(load_dataset("gaussians3", seed=2))
+    reference = load_dataset("gaussians3", seed=2)
     goal = {"off_manifold": ["<=", 0.001], "modes": [">=", 3], "mode_tv": ["<=", 0.03]}
     runs = [Run(f"{name} 3Gen", f"{method}_gaussians3") for method, name in
             (("npgan", "NPGAN"), ("mgan", "MGAN"), ("dmwgan_pl", "DMWGAN-PL"), ("deligan", "DeLiGAN"))]
     return _served_table(bench, "served_gaussians3", "Served samples: gaussians3 (3 unequal Gaussians), 3 generators",
-                         runs, measure, {run.label: goal for run in runs})
+                         runs, reference, {run.label: goal for run in runs})
 
 
 def served_grid25(bench):
-    measure = served_measure(load_dataset("grid25", seed=2))
+    reference = load_dataset("grid25", seed=2)
     goal = {"modes": [">=", 25], "within_3_std": [">=", 0.98], "mode_tv": ["<=", 0.05]}
     runs = [Run("PGMGAN", "pgmgan_grid25"), Run("Partition GAN", "partition_gan_grid25")]
-    return _served_table(bench, "served_grid25", "Served samples: grid25 (25 Gaussians)", runs, measure,
+    return _served_table(bench, "served_grid25", "Served samples: grid25 (25 Gaussians)", runs, reference,
                          {run.label: goal for run in runs})
 
 
@@ -109,41 +165,41 @@ PAPER003_WEIGHTED_PRIOR_EMD = 0.0891  # paper 003, section 4.1
 
 
 def served_ring8(bench):
-    measure = served_measure(load_dataset("ring8", seed=2), with_emd=True)
+    reference = load_dataset("ring8", seed=2)
     runs = [Run("GAN (same WGAN-GP)", "masked_prior_ring8", method="gan"), Run("masked prior", "masked_prior_ring8"),
             Run("weighted prior", "weighted_prior_ring8")]
-    return _served_table(bench, "served_ring8", "Served samples: ring8 (8 Gaussians on a circle)", runs, measure,
+    return _served_table(bench, "served_ring8", "Served samples: ring8 (8 Gaussians on a circle)", runs, reference,
                          {"weighted prior": {"emd": ["<=", PAPER003_WEIGHTED_PRIOR_EMD]}},
-                         columns=[("emd", "EMD", True), *SERVED_COLUMNS],
-                         notes=[note("served", "ring8-target", emd=PAPER003_WEIGHTED_PRIOR_EMD)])
+                         columns=[("emd", "EMD", True), *SERVED_COLUMNS], with_emd=True,
+                         notes=[note("served", "ring8-target", emd=PAPER003_WEIGHTED_PRIOR_EMD, radius=RING8_RADIUS)])
 
 
 def served_gaussians5(bench):
-    measure = served_measure(load_dataset("gaussians5", seed=2))
+    reference = load_dataset("gaussians5", seed=2)
     goal = {"modes": [">=", 5], "within_3_std": [">=", 0.99]}
     runs = [Run(name, f"{method}_gaussians5" if method != "mgan" else "mgan_gaussians3", data="gaussians5", generators=8)
             for method, name in (("hmog", "HMoG"), ("mog", "MoG"), ("mgan", "MGAN"), ("madgan", "MAD-GAN"), ("megan", "MEGAN"))]
     return _served_table(bench, "served_gaussians5", "Served samples: gaussians5 (5 Gaussians), 8 generators", runs,
-                         measure, {run.label: goal for run in runs})
+                         reference, {run.label: goal for run in runs})
 
 
 def served_own_data(bench):
     """NPGAN and HMoG on three mixtures of our own, through `train --data FILE.npy`: export cannot
     use known modes for these, so its judge is the k-NN balls of held-back file rows."""
-    runs, targets, measures = [], {}, {}
+    runs, targets, references = [], {}, {}
     for mixture in OWN_MIXTURES:
         path = os.path.join(bench.work_dir, f"{mixture.name}.npy")
         np.save(path, mixture.draw(seed=0).x)
-        measure = served_measure(mixture.draw(seed=2))
+        reference = mixture.draw(seed=2)
         for method, name, preset in (("npgan", "NPGAN", "npgan_gaussians3"), ("hmog", "HMoG", "hmog_gaussians5")):
             label = f"{name} {mixture.name}"
             runs.append(Run(label, preset, data=path, generators=len(mixture.centres) if method == "npgan" else None))
-            measures[label] = measure
+            references[label] = reference
             targets[label] = {"off_manifold": ["<=", 0.005], "modes": [">=", len(mixture.centres)], "mode_tv": ["<=", 0.05]}
     mixtures = "; ".join(note("served", "own-mixture", name=m.name, modes=len(m.centres), dim=len(m.centres[0]),
                               stds=list(m.stds), weights=list(m.weights)) for m in OWN_MIXTURES)
     return _served_table(bench, "served_own_data", "Served samples: our own mixtures through `train --data FILE.npy`",
-                         runs, measures, targets, seeds_note="own-data-seeds",
+                         runs, references, targets, seeds_note="own-data-seeds",
                          notes=[note("served", "own-mixtures", count=OwnMixture.count, mixtures=mixtures)])
 
 
@@ -154,17 +210,22 @@ def target_note(table):
         goal = table.targets.get(row["label"])
         if not goal:
             continue
-        failures = []
+        failures, failing = [], set()
         for metric, (op, bound) in goal.items():
             values = row["rejected"].get(metric, [])
-            bad = [v for v in values if not (v <= bound if op == "<=" else v >= bound)]
+            bad = [i for i, v in enumerate(values) if not (v <= bound if op == "<=" else v >= bound)]
+            failing.update(bad)
             if not values or bad:
                 failures.append(note("served", "target-miss" if values else "target-miss-no-figures", metric=metric,
                                      op=op, bound=number(bound), bad=len(bad), seeds=len(values),
                                      values=", ".join(number(v) for v in values)))
+        diagnoses, seeds = row.get("diagnosis", []), row.get("seeds", [])
+        causes = [note("served", "cause", seed=seeds[i], cause=miss_cause(diagnoses[i]))
+                  for i in sorted(failing) if i < len(diagnoses) and i < len(seeds)]
         if failures or row["errors"]:
             missed.append(f"{row['label']}: " + ("; ".join(failures)
-                                                 or note("served", "seeds-failed", failed=len(row["errors"]))))
+                                                 or note("served", "seeds-failed", failed=len(row["errors"])))
+                          + ("".join(f" {c}" for c in causes)))
         else:
             met.append(row["label"])
     parts = []

@@ -275,3 +275,30 @@ def test_torch_reference_step_updates_every_player():
         assert all(p.requires_grad for p in model.discriminator.parameters())  # D unfrozen again
     with pytest.raises(ValueError, match="unknown impl 'jit'"):
         TorchNPGAN(3, "jit")
+
+
+def test_miss_cause_names_uncovered_modes_off_manifold_and_shared_generators():
+    """The served tables' causes come from the raw samples: a mode nobody reaches, a generator
+    whose samples are all off the manifold, two generators on one mode."""
+    from tfgan_mix.data import load_dataset
+
+    reference = load_dataset("gaussians3", seed=2)
+    rng = np.random.default_rng(0)
+    centres, std = reference.centres, 0.5 * float(np.min(reference.stds))
+    on = lambda mode, n: centres[mode] + std * rng.standard_normal((n, 2))  # noqa: E731
+    far = centres.mean(axis=0) + np.array([30.0, 30.0]) + rng.standard_normal((300, 2))
+    samples = np.concatenate([on(0, 500), on(0, 400), on(1, 300), far])
+    generators = np.repeat([0, 1, 2, 3], [500, 400, 300, 300])
+    diagnosis = served_studies.generator_diagnosis(reference)(samples, generators)
+    assert diagnosis["uncovered"] == [2]
+    assert [(g["generator"], g["mode"]) for g in diagnosis["generators"] if g["off_manifold"] < 0.5] == [(0, 0), (1, 0), (2, 1)]
+    cause = served_studies.miss_cause(diagnosis)
+    assert "mode(s) 2" in cause and "G3 (0.2000 of rows, 1 off)" in cause and "mode 0: G0 (0.3333), G1 (0.2667)" in cause
+    healthy = served_studies.generator_diagnosis(reference)(np.concatenate([on(0, 300), on(1, 300), on(2, 300)]),
+                                                            np.repeat([0, 1, 2], 300))
+    assert not healthy["uncovered"] and "every mode reached" in served_studies.miss_cause(healthy)
+    # The table names the cause under each failing seed only.
+    row = {"label": "m", "rejected": {"modes": [3, 2]}, "errors": [], "seeds": [4, 7], "diagnosis": [healthy, diagnosis]}
+    table = harness.Table("t", "t", [], [row], {}, [], {"m": {"modes": [">=", 3]}})
+    missed = served_studies.target_note(table)
+    assert "Seed 7, raw samples: no sample on mode(s) 2" in missed and "Seed 4" not in missed
