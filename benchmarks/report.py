@@ -90,7 +90,7 @@ def speed_markdown(result, plot_dir):
         for r in result["npgan_vs_torch"]:
             v = r["steps_per_s"]
             lines.append(f"| {r['k']} | {r['implementation']} | {min(v):.1f} / {statistics.median(v):.1f} / {max(v):.1f} |")
-        lines += ["", torch_note(result["npgan_vs_torch"]), ""]
+        lines += ["", torch_note(result["npgan_vs_torch"], result["jit_auto_xla"]), ""]
     if result.get("routed"):
         lines += ["### Hard-routed PGMGAN against k partitions (grid25 preset's nets)", "",
                   "| k | XLA | ms per train step | ms per generate (4096 rows) |", "|---|---|---|---|"]
@@ -103,7 +103,9 @@ def speed_markdown(result, plot_dir):
               "- " + note("speed", "training-step", method=step["method"], layers=step["layers"], width=step["width"],
                           gflop=step["flops_per_step"] / 1e9, ms=1000 * step["seconds_per_step"], gflops=step["gflops"],
                           percent=100 * step["gflops"] / peak), ""]
-    lines += ["### Sampling throughput (NPGAN, truncation rejection, 8 candidates per row)", "",
+    setup = result.get("sampling_setup")
+    setup = f"{setup['rule']} rejection, {setup['candidates']} candidates per row" if setup else "its default export"
+    lines += [f"### Sampling throughput (NPGAN, {setup})", "",
               "| path | batch | samples/s |", "|---|---|---|"]
     for r in result["sampling"]:
         if "samples_per_s" in r:

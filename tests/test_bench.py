@@ -43,6 +43,7 @@ def _assert_quick_speed_measured(speed):
     assert all(len(r["steps_per_s"]) == quick.torch_repeats and min(r["steps_per_s"]) > 0 for r in speed["npgan_vs_torch"])
     assert {(r["k"], r["xla"]) for r in speed["routed"]} == {(k, x) for k in quick.routed_ks for x in (False, True)}
     assert all(r["ms_per_step"] > 0 and r["ms_per_generate"] > 0 for r in speed["routed"])
+    assert speed["sampling_setup"]["candidates"] >= 1 and isinstance(speed["jit_auto_xla"], bool)
 
 
 @pytest.mark.benchmark  # every section at the quick profile: over 10 minutes on 2 cores

@@ -5,13 +5,11 @@ import os
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import tfgan_mix
 from tfgan_mix.data import load_dataset
 from tfgan_mix.training import cli, presets
 from tfgan_mix.training import train as T
-from tfgan_mix.training.strategy import resolve_jit_compile
 
 TINY = ["--set", "generator_units=[16,16]", "--set", "discriminator_units=[32,32]", "--set", "latent_dim=8"]
 
@@ -221,12 +219,3 @@ def test_sample_refuses_bad_counts_and_paths(trained_run, tmp_path, capsys):
     code, _, err = run(capsys, "sample", trained_run, "-n", "3", "--out", tmp_path / "s.txt")
     assert code == 2 and ".npy" in err
 
-
-def test_jit_compile_auto_is_off_on_a_cpu_only_machine(monkeypatch):
-    """--jit-compile auto: XLA off with CPUs only (measured faster there), Keras's choice with an
-    accelerator; on and off pass through."""
-    assert resolve_jit_compile(True) is True and resolve_jit_compile(False) is False
-    assert resolve_jit_compile("auto") is False  # this machine has no GPU or TPU
-    devices = {"GPU": ["/gpu:0"], "TPU": []}
-    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind: devices.get(kind, []))
-    assert resolve_jit_compile("auto") == "auto"

@@ -12,17 +12,6 @@ import tensorflow as tf
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
 
-def resolve_jit_compile(value="auto"):
-    """``jit_compile`` for ``Model.compile``: ``True``/``False`` as given; ``"auto"`` is XLA off on a
-    machine with CPUs only, where the uncompiled step was measured faster (BENCHMARKS.md, "NPGAN
-    training step against PyTorch"), and Keras's own choice (XLA wherever every layer supports it)
-    with a GPU or TPU."""
-    if value != "auto":
-        return bool(value)
-    accelerators = tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices("TPU")
-    return "auto" if accelerators else False
-
-
 def split_cpu(num_devices):
     """Expose ``num_devices`` logical CPU devices. Must run before TensorFlow's runtime starts."""
     cpu = tf.config.list_physical_devices("CPU")[0]

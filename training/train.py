@@ -35,7 +35,6 @@ from tfgan_mix.core.base import build_model
 # they stay importable from here.
 from tfgan_mix.runs import MODEL_FILE, RUN_FILE, load_run, read_run_info  # noqa: F401
 from tfgan_mix.training.callbacks import RunBackup, SamplePictures, StopOnNaN
-from tfgan_mix.training.strategy import resolve_jit_compile
 
 BACKUP_DIR = "backup"
 
@@ -186,7 +185,7 @@ def train(spec, dataset, out_dir, strategy=None, jit_compile="auto", verbose=1, 
     remove_stale_temporaries(run_dir)
     runs.write_run_info(run_dir, info)
     keras.utils.set_random_seed(spec.seed)  # weight initialisation too, so a run repeats exactly
-    model = build_model(spec.method, options, strategy, jit_compile=resolve_jit_compile(jit_compile),
+    model = build_model(spec.method, options, strategy, jit_compile=jit_compile,
                         steps_per_execution=spec.steps_per_execution)
     initial_epoch = backup.restore(model, max_epoch=epochs)
     data = make_dataset(dataset.x, global_batch, seed=spec.seed, start_step=initial_epoch * steps_per_epoch)
