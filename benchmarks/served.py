@@ -89,16 +89,30 @@ def generator_diagnosis(reference, min_share=0.01):
             rows.append({"generator": int(g), "share": float(mine.mean()), "off_manifold": float(off[mine].mean()),
                          "mode": int(np.argmax(counts)), "purity": float(counts.max() / max(counts.sum(), 1))})
         covered = np.bincount(nearest[~off], minlength=len(reference.centres))
-        return {"generators": rows, "uncovered": [int(m) for m in np.flatnonzero(covered == 0)]}
+        return {"generators": rows, "uncovered": [int(m) for m in np.flatnonzero(covered == 0)],
+                "data_shares": data_shares(reference)}
 
     return diagnose
 
 
-def miss_cause(diagnosis, off_limit=0.5):
+def data_shares(reference):
+    """The reference's share of points per mode."""
+    counts = np.bincount(reference.labels, minlength=len(reference.centres))
+    return [float(c) for c in counts / counts.sum()]
+
+
+def miss_cause(diagnosis, missed=("modes", "off_manifold"), off_limit=0.5):
     """A miss's measured cause in words, from ``generator_diagnosis``: modes no generator reaches,
     generators whose samples are mostly off the manifold (the sampler keeps their rows: the row
-    floor holds each generator's share), and modes that several generators share."""
+    floor holds each generator's share), modes that several generators share, and, when the mode
+    shares miss (``"mode_tv"`` in ``missed``), each mode's share of rows against the data's."""
     parts = []
+    if "mode_tv" in missed and diagnosis.get("data_shares"):
+        routed = np.zeros(len(diagnosis["data_shares"]))
+        for g in diagnosis["generators"]:
+            routed[g["mode"]] += g["share"] * (1.0 - g["off_manifold"]) * g["purity"]
+        parts.append(note("served", "cause-shares", shares=", ".join(
+            f"mode {m} {number(a)} vs {number(b)}" for m, (a, b) in enumerate(zip(routed, diagnosis["data_shares"])))))
     if diagnosis["uncovered"]:
         parts.append(note("served", "cause-uncovered", modes=", ".join(map(str, diagnosis["uncovered"]))))
     gens = diagnosis["generators"]
@@ -115,7 +129,8 @@ def miss_cause(diagnosis, off_limit=0.5):
         parts.append(note("served", "cause-shared", modes="; ".join(
             f"mode {mode}: " + ", ".join(f"G{g['generator']} ({number(g['share'])})" for g in gs)
             for mode, gs in shared.items())))
-    if not parts:
+    quality_missed = {"off_manifold", "within_3_std", "emd"} & set(missed)
+    if not parts or (quality_missed and not bad and not diagnosis["uncovered"]):
         spread = max((g["off_manifold"] for g in gens), default=0.0)
         parts.append(note("served", "cause-spread", worst=number(spread), count=len(gens)))
     return "; ".join(parts)
@@ -210,17 +225,18 @@ def target_note(table):
         goal = table.targets.get(row["label"])
         if not goal:
             continue
-        failures, failing = [], set()
+        failures, failing = [], {}
         for metric, (op, bound) in goal.items():
             values = row["rejected"].get(metric, [])
             bad = [i for i, v in enumerate(values) if not (v <= bound if op == "<=" else v >= bound)]
-            failing.update(bad)
+            for i in bad:
+                failing.setdefault(i, []).append(metric)
             if not values or bad:
                 failures.append(note("served", "target-miss" if values else "target-miss-no-figures", metric=metric,
                                      op=op, bound=number(bound), bad=len(bad), seeds=len(values),
                                      values=", ".join(number(v) for v in values)))
         diagnoses, seeds = row.get("diagnosis", []), row.get("seeds", [])
-        causes = [note("served", "cause", seed=seeds[i], cause=miss_cause(diagnoses[i]))
+        causes = [note("served", "cause", seed=seeds[i], cause=miss_cause(diagnoses[i], failing[i]))
                   for i in sorted(failing) if i < len(diagnoses) and i < len(seeds)]
         if failures or row["errors"]:
             missed.append(f"{row['label']}: " + ("; ".join(failures)

@@ -298,6 +298,9 @@ def test_miss_cause_names_uncovered_modes_off_manifold_and_shared_generators():
     healthy = served_studies.generator_diagnosis(reference)(np.concatenate([on(0, 300), on(1, 300), on(2, 300)]),
                                                             np.repeat([0, 1, 2], 300))
     assert not healthy["uncovered"] and "every mode reached" in served_studies.miss_cause(healthy)
+    # Equal generators against 7/5/3 data: the shares miss, and the cause says so per mode.
+    shares = served_studies.miss_cause(healthy, ["mode_tv"])
+    assert "mode 0 0.3333 vs 0.4667" in shares and "mode 2 0.3333 vs 0.2000" in shares and "every mode" not in shares
     # The table names the cause under each failing seed only.
     row = {"label": "m", "rejected": {"modes": [3, 2]}, "errors": [], "seeds": [4, 7], "diagnosis": [healthy, diagnosis]}
     table = harness.Table("t", "t", [], [row], {}, [], {"m": {"modes": [">=", 3]}})
