@@ -125,7 +125,7 @@ def miss_cause(diagnosis, missed=("modes", "off_manifold"), off_limit=0.5):
         if g["off_manifold"] < off_limit and g["purity"] >= 0.9:
             by_mode.setdefault(g["mode"], []).append(g)
     shared = {mode: gs for mode, gs in by_mode.items() if len(gs) > 1}
-    if shared:
+    if shared and (diagnosis["uncovered"] or "modes" in missed):  # a cause only where a mode went missing
         parts.append(note("served", "cause-shared", modes="; ".join(
             f"mode {mode}: " + ", ".join(f"G{g['generator']} ({number(g['share'])})" for g in gs)
             for mode, gs in shared.items())))
