@@ -53,7 +53,7 @@ def served_measure(reference, with_emd=False):
     """Figures of a sample set against ``reference`` (a draw with labels and centres): paper 000's
     off-manifold rate, modes covered and share within 3 std (the grid protocol, largest std), and
     the TV between nearest-centre shares and the reference's label shares; EMD if asked."""
-    shares = np.bincount(reference.labels, minlength=len(reference.centres))
+    shares = data_shares(reference)
     std = float(np.max(reference.stds))
 
     def measure(s, m):
@@ -78,7 +78,7 @@ def generator_diagnosis(reference, min_share=0.01):
     def diagnose(samples, generator):
         flat = samples.reshape(len(samples), -1)
         off = M.off_manifold_mask(flat, reference.x, reference.labels, reference.centres)
-        nearest = np.argmin(np.linalg.norm(flat[:, None] - reference.centres[None], axis=-1), axis=1)
+        nearest = M.nearest_mode(flat, reference.centres)
         generator = np.asarray(generator).reshape(-1)
         rows = []
         for g in np.unique(generator):

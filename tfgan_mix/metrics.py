@@ -124,8 +124,7 @@ def mode_statistics(samples, centres, std, *, num_std=3, min_count=1, weights=No
     good = high_quality_mask(samples, centres, std, num_std=num_std)
     k = len(centres)
     p = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, dtype=np.float64) / np.sum(weights)
-    counts = np.bincount(np.argmin(_centre_distances(samples[good], centres), axis=1), minlength=k) \
-        if good.any() else np.zeros(k, int)
+    counts = np.bincount(nearest_mode(samples[good], centres), minlength=k) if good.any() else np.zeros(k, int)
     reverse_kl = float("inf") if counts.sum() == 0 else _reverse_kl(counts, p)
     return {"high_quality_rate": float(good.mean()), "modes_recovered": int(np.sum(counts >= min_count)),
             "num_modes": int(k), "reverse_kl": reverse_kl}
@@ -152,11 +151,15 @@ def _reverse_kl(counts, p):
     return float(np.sum(q[used] * np.log(q[used] / p[used])))
 
 
+def nearest_mode(samples, centres):
+    """Each sample's nearest centre: (n,) int."""
+    samples, centres = _pair(samples, centres, ("samples", "centres"))
+    return np.argmin(_centre_distances(samples, centres), axis=1)
+
+
 def mode_proportions(samples, centres):
     """Share of samples whose nearest centre is each mode; sums to 1."""
-    samples, centres = _pair(samples, centres, ("samples", "centres"))
-    nearest = np.argmin(_centre_distances(samples, centres), axis=1)
-    return np.bincount(nearest, minlength=len(centres)) / len(samples)
+    return np.bincount(nearest_mode(samples, centres), minlength=len(centres)) / len(samples)
 
 
 def total_variation(p, q):
