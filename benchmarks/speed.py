@@ -38,6 +38,7 @@ from tfgan_mix.benchmarks.harness import note
 from tfgan_mix.core import build_model
 from tfgan_mix.data import load_dataset
 from tfgan_mix.export import writer
+from tfgan_mix.export.client import read_card
 from tfgan_mix.export.sampler import Rejection, Sampler
 from tfgan_mix.layers import GeneratorBank
 from tfgan_mix.runs import load_run
@@ -105,11 +106,15 @@ def generator_bank_step_times(ks=(1, 4, 16, 64, 200), batch=256, latent_dim=100,
 
 
 # ---------------------------------------------------------------------- against PyTorch
+def _npgan_options(**extra):
+    """The npgan_gaussians3 preset's options (paper 000's toy nets), with ``extra`` on top."""
+    return {**presets.load("npgan_gaussians3")["options"], "data_shape": (2,), **extra}
+
+
 def _tfgan_npgan_window(k, xla, batch, steps):
     """A function timing ``steps`` steps of tfgan_mix's npgan through ``model.fit`` (paper 000's
     toy nets, the npgan_gaussians3 preset's options, K generators), after a warm-up fit."""
-    options = {**presets.load("npgan_gaussians3")["options"], "num_generators": k, "data_shape": (2,)}
-    model = build_model("npgan", options, jit_compile=xla)
+    model = build_model("npgan", _npgan_options(num_generators=k), jit_compile=xla)
     data = make_dataset(load_dataset("gaussians3").x, batch, seed=0)
     model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)  # tracing and compilation
 
@@ -206,10 +211,10 @@ def routed_step_times(ks=(1, 16, 200), batch=512, sample_batch=4096, repeats=10,
     sampler runs per candidate batch) on ``sample_batch`` noise rows. Each sample belongs to one
     partition, so only its own generator head is computed (``GeneratorBank.own_heads``)."""
     settings = presets.load(preset)
+    real = load_dataset(settings["data"]).x[:batch].astype(np.float32)
     rows = []
     for k in ks:
         model = build_model(settings["method"], {**settings["options"], "num_generators": k, "data_shape": (2,)})
-        real = load_dataset(settings["data"]).x[:batch].astype(np.float32)
         noise = model.sample_noise(sample_batch, seed=[0, 0])
         for xla in (False, True):
             step = tf.function(model.train_step, jit_compile=xla)
@@ -268,9 +273,6 @@ def sampling_throughput(run_dir, version_dir, batches=(1, 64, 4096), repeats=5, 
                         load_batch=64):
     """Rows of {path, batch, samples_per_s} for one exported sampler, plus a latency row per server
     (p50/p99 over ``load_threads`` x ``load_requests`` concurrent requests of ``load_batch`` rows)."""
-
-
-
     sampler = Sampler(load_run(run_dir), Rejection.load(version_dir))
     keras_fn = sampler.noise_function()
     names = list(sampler.noise_spec)
@@ -321,8 +323,9 @@ def sampling_throughput(run_dir, version_dir, batches=(1, 64, 4096), repeats=5, 
 
 # ---------------------------------------------------------------------- the section
 def speed_section(profile, work_dir, log=print):
-    """Every speed measurement at ``profile``'s sizes: {generator_bank, matmul_peak_gflops,
-    training_step, sampling}."""
+    """Every speed measurement at ``profile``'s sizes: {generator_bank, npgan_vs_torch, jit_auto_xla,
+    routed, matmul_peak_gflops, training_step, sampling, sampling_setup (the export's rule and
+    candidates)}."""
     log("speed: generator bank against a Python loop")
     bank = generator_bank_step_times(ks=profile.speed_ks, repeats=profile.speed_repeats)
     log("speed: npgan against PyTorch")
@@ -344,7 +347,7 @@ def speed_section(profile, work_dir, log=print):
     version = writer.export_run(run_dir, export_base)
     sampling = sampling_throughput(run_dir, version, batches=profile.throughput_batches, repeats=profile.speed_repeats,
                                      load_requests=profile.load_requests)
-    card = json.load(open(os.path.join(version, writer.CARD_FILE), encoding="utf-8"))
+    card = read_card(version)
     return {"generator_bank": bank, "matmul_peak_gflops": peak, "training_step": step, "sampling": sampling,
             "sampling_setup": {"rule": card["rejection"]["rule"], "candidates": card["candidates"]},
             "npgan_vs_torch": torch_rows, "jit_auto_xla": keras_auto_jit(), "routed": routed}
@@ -376,8 +379,7 @@ def _paired_ratios(numerator, denominator):
 
 def keras_auto_jit():
     """What ``jit_compile="auto"`` (``tfgan-mix train``'s default) resolves to for npgan here."""
-    options = {**presets.load("npgan_gaussians3")["options"], "data_shape": (2,)}
-    return bool(build_model("npgan", options, jit_compile="auto").jit_compile)
+    return bool(build_model("npgan", _npgan_options(), jit_compile="auto").jit_compile)
 
 
 TIE = 0.03  # medians this close count as equal: the spread between repeats is wider

@@ -29,8 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgan_mix import constants, runs
-from tfgan_mix.core import get_method
-from tfgan_mix.core.base import build_model
+from tfgan_mix.core import build_model, get_method
 # MODEL_FILE, RUN_FILE, load_run and read_run_info live in tfgan_mix.runs (export reads runs too);
 # they stay importable from here.
 from tfgan_mix.runs import MODEL_FILE, RUN_FILE, load_run, read_run_info  # noqa: F401
