@@ -27,6 +27,8 @@ CALIBRATION_JUDGES = 3  # calibration judges outliers on this many disjoint part
 CALIBRATION_DRAWS = 20_000
 MIN_SHARE = 0.01  # generators used less than this are not held to the row-acceptance floor
 CONFIDENCE = 0.95  # the served outlier rate's upper bound that must meet the target
+# Most a region's share may move (TV) for blended generators; the issue's bound on served vs raw mode TV.
+MAX_SHARE_SHIFT = 0.02
 
 
 class OutlierJudge:
@@ -97,10 +99,14 @@ def row_acceptance(acceptance, shares, candidates, matched):
 
 
 def choose_threshold(scores, outlier, generator, num_generators, *, candidates, matched,
-                     target=DEFAULT_OUTLIER_TARGET, floor=DEFAULT_ROW_ACCEPTANCE):
+                     target=DEFAULT_OUTLIER_TARGET, floor=DEFAULT_ROW_ACCEPTANCE, fallback=False):
     """The loosest threshold on ``scores`` meeting ``target`` with every generator's row acceptance
     >= ``floor``; when none meets the target, the floor-keeping threshold with the fewest served
-    outliers (``target_met`` False). Inputs are per-candidate numpy arrays of one calibration draw."""
+    outliers (``target_met`` False). Inputs are per-candidate numpy arrays of one calibration draw.
+
+    ``fallback``: ``generator`` is a data region and a row that finds no passing candidate in its
+    own region takes any passing one (the sampler's route for blended generators). Then the floor
+    holds for rows overall, and the regions' shares may move by at most ``MAX_SHARE_SHIFT`` (TV)."""
     scores, outlier, generator = np.asarray(scores), np.asarray(outlier, bool), np.asarray(generator)
     one_hot = np.eye(num_generators)[generator]  # (N, K)
     shares = one_hot.mean(0)
@@ -117,6 +123,8 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
     rows = row_acceptance(acceptance, shares, candidates, matched)  # (T, K)
     outlier_rate = per_gen_outliers / np.maximum(per_gen_passed, 1)
     weight = shares * rows
+    if fallback:
+        weight, rows = _with_fallback(weight, shares, per_gen_passed, candidates)
     served = (weight * outlier_rate).sum(1) / np.maximum(weight.sum(1), 1e-12)
     # The target must hold with 95% confidence, not just on this draw: the one-sided Clopper-Pearson
     # bound on the served rate, from the outliers counted among the passing candidates.
@@ -134,9 +142,22 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
                        float(min_rows[best]), bool(meets[best]), int(len(scores)))
 
 
+def _with_fallback(weight, shares, passed, candidates):
+    """(served region shares, row acceptance as the floor sees it) per threshold when rows that find
+    no candidate in their own region take any passing one: those rows follow the passing candidates'
+    regions. Row acceptance is then any candidate passing, or 0 for every region once the shares
+    move by more than ``MAX_SHARE_SHIFT``, which no threshold may do."""
+    passing_shares = passed / np.maximum(passed.sum(1, keepdims=True), 1)
+    any_row = 1.0 - (1.0 - passed.sum(1, keepdims=True) / passed.sum(1, keepdims=True)[-1]) ** candidates
+    served = (weight + (1.0 - weight.sum(1, keepdims=True)) * passing_shares) * any_row
+    shift = 0.5 * np.abs(served / np.maximum(served.sum(1, keepdims=True), 1e-12) - shares).sum(1, keepdims=True)
+    rows = np.where(shift <= MAX_SHARE_SHIFT, any_row, 0.0) * np.ones_like(weight)
+    return served, rows
+
+
 def choose_candidates_and_threshold(scores, outlier, generator, num_generators, *, start, matched,
                                     most=constants.MAX_CANDIDATES, target=DEFAULT_OUTLIER_TARGET,
-                                    floor=DEFAULT_ROW_ACCEPTANCE):
+                                    floor=DEFAULT_ROW_ACCEPTANCE, fallback=False):
     """(candidates, ``Calibration``): the fewest candidates per row, doubling from ``start`` up to
     ``most``, with which ``choose_threshold`` meets ``target``; when none does, the count with the
     fewest served outliers. More candidates let a generator whose samples mostly fail keep its rows
@@ -147,7 +168,7 @@ def choose_candidates_and_threshold(scores, outlier, generator, num_generators, 
     tried = []
     for m in counts:
         found = choose_threshold(scores, outlier, generator, num_generators, candidates=m, matched=matched,
-                                 target=target, floor=floor)
+                                 target=target, floor=floor, fallback=fallback)
         if found.target_met:
             return m, found
         tried.append((found.expected_outlier_rate, m, found))
@@ -162,9 +183,15 @@ def default_candidates(model, matched, base=constants.CANDIDATES, most=constants
     if not matched:
         return base
     _, generator, _ = candidate_draws(model, None, {}, draws=5000, seed=777)
-    shares = np.bincount(generator, minlength=model.config.num_generators) / len(generator)
-    smallest = shares[shares >= MIN_SHARE].min()
-    return int(min(most, np.ceil(base / smallest)))
+    return matched_candidates(np.bincount(generator, minlength=model.config.num_generators) / len(generator),
+                              base, most)
+
+
+def matched_candidates(shares, base=constants.CANDIDATES, most=constants.MAX_CANDIDATES):
+    """``base`` / the smallest route share held to the floor (``MIN_SHARE``), at most ``most``:
+    about ``base`` of a row's candidates then share its route."""
+    shares = np.asarray(shares)
+    return int(min(most, np.ceil(base / shares[shares >= MIN_SHARE].min())))
 
 
 def candidate_draws(model, rule, constants, draws=CALIBRATION_DRAWS, seed=4242, batch=5000):

@@ -10,7 +10,12 @@ candidates, so accepted rows keep the prior's generator shares (paper 002, Eq. 1
 method draws its generator from ``u`` alone, every candidate of a row gets the row's first ``u``;
 where the choice depends on z (a noise-prior network, a gate on z), a candidate counts only when
 it routes to the row's first candidate's generator, which is exact rejection sampling of
-p(z | G_i). One output row per input row, no loops, no data-dependent shapes:
+p(z | G_i). A calibrated rejection also carries data regions (``strata.py``): among a row's
+passing candidates it prefers those in the row's first candidate's region, so the regions' (and
+the modes') shares stay near the raw model's; for methods whose samples blend all generators (a
+soft gate) the region replaces the generator as the row's route, and a row whose region has no
+passing candidate takes any passing one (calibration bounds the shares this moves).
+One output row per input row, no loops, no data-dependent shapes:
 
     samples   (B, *data_shape) float32
     accepted  (B,) bool
@@ -28,18 +33,20 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfgan_mix.export import calibration
+from tfgan_mix.export import calibration, strata
 from tfgan_mix.export.calibration import Calibration
 from tfgan_mix.export.rules import get_rule, graph_constant
 
 PRIOR_DRAWS = 100_000  # prior draws behind a fallback noise-side quantile (seeded: exports are reproducible)
 CONSTANTS_FILE = "rejection.npz"  # a rule's array constants, next to the model card
+REGIONS_ARRAY = "strata_regions"  # the strata's cell centres, in CONSTANTS_FILE
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Rejection:
     """A rule, the threshold its score must reach and the constants it bakes into the graph;
-    ``how`` says where the threshold came from; ``calibration`` what target calibration found."""
+    ``how`` says where the threshold came from; ``calibration`` what target calibration found;
+    ``regions`` the data cells whose shares rows keep (``strata.py``)."""
 
     rule: str
     threshold: float
@@ -47,12 +54,17 @@ class Rejection:
     how: str
     constants: dict = dataclasses.field(default_factory=dict)
     calibration: Calibration | None = None
+    regions: np.ndarray | None = None
 
     def card(self):
         """The model card's ``rejection`` entry: scalars inline; arrays live in ``CONSTANTS_FILE``."""
         scalars = {k: v for k, v in self.constants.items() if np.ndim(v) == 0}
         arrays = sorted(k for k in self.constants if np.ndim(self.constants[k]) > 0)
         entry = {"rule": self.rule, "threshold": self.threshold, "threshold_from": self.how, **scalars}
+        if self.regions is not None:
+            entry["strata"] = {"regions": len(self.regions), "array": REGIONS_ARRAY,
+                               "kept": "a row's first candidate's region is preferred among its passing candidates"}
+            arrays = sorted([*arrays, REGIONS_ARRAY])
         if arrays:
             entry["constants_file"] = {"name": CONSTANTS_FILE, "arrays": arrays}
         if self.calibration is not None:
@@ -61,6 +73,8 @@ class Rejection:
 
     def save_constants(self, directory):
         arrays = {k: np.asarray(v) for k, v in self.constants.items() if np.ndim(v) > 0}
+        if self.regions is not None:
+            arrays[REGIONS_ARRAY] = np.asarray(self.regions)
         if arrays:
             np.savez(os.path.join(directory, CONSTANTS_FILE), **arrays)
 
@@ -72,11 +86,13 @@ class Rejection:
                 card = json.load(f)
         entry = dict(card["rejection"])
         constants = {k: v for k, v in entry.items()
-                     if k not in ("rule", "threshold", "threshold_from", "constants_file", "calibration")}
+                     if k not in ("rule", "threshold", "threshold_from", "constants_file", "calibration", "strata")}
         if "constants_file" in entry:
             with np.load(os.path.join(version_dir, entry["constants_file"]["name"])) as arrays:
                 constants.update({k: arrays[k] for k in arrays.files})
-        return cls(entry["rule"], entry["threshold"], card["candidates"], entry["threshold_from"], constants)
+        regions = constants.pop(REGIONS_ARRAY, None) if "strata" in entry else None
+        return cls(entry["rule"], entry["threshold"], card["candidates"], entry["threshold_from"], constants,
+                   regions=regions)
 
 
 def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judge=None,
@@ -85,7 +101,8 @@ def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judg
     default 8, more for methods whose generator choice depends on z: ``default_candidates``, and,
     when calibrating, doubled up to 64 until the target holds); the rule's constants fitted on
     held-back ``real`` data; a threshold that is given, fixed by the rule's definition, calibrated
-    to ``target`` against ``judge`` (an ``OutlierJudge``), or else the rule's fallback."""
+    to ``target`` against ``judge`` (an ``OutlierJudge``), or else the rule's fallback. A calibrated
+    rejection carries data regions fitted on ``real`` (``strata.py``)."""
     rule = rule or model.default_rejection
     if rule not in model.rejection_rules:
         raise ValueError(f"method {model.method_name!r} has no rejection rule {rule!r}; "
@@ -107,19 +124,26 @@ def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judg
         return Rejection(rule, float(value), candidates, why, constants)
     if judge is not None:
         target = max(target, judge.reference_rate)  # no sampler beats real data under this judge
+        regions = strata.fit_regions(real) if real is not None else None
         samples, generator, scores = calibration.candidate_draws(model, spec, constants)
-        draws = (scores, judge(samples), generator, model.config.num_generators)
+        by_region = regions is not None and model.blended_generators
+        route, routes = (strata.nearest_region(samples, regions).numpy(), len(regions)) if by_region else \
+            (generator, model.config.num_generators)
+        matched = by_region or routes_by_noise(model)
+        if chosen_count and by_region:
+            candidates = calibration.matched_candidates(np.bincount(route, minlength=routes) / len(route))
+        draws = (scores, judge(samples), route, routes)
+        options = dict(matched=matched, target=target, floor=floor, fallback=by_region)
         if chosen_count:
-            candidates, found = calibration.choose_candidates_and_threshold(
-                *draws, start=candidates, matched=routes_by_noise(model), target=target, floor=floor)
+            candidates, found = calibration.choose_candidates_and_threshold(*draws, start=candidates, **options)
         else:
-            found = calibration.choose_threshold(*draws, candidates=candidates, matched=routes_by_noise(model),
-                                                 target=target, floor=floor)
+            found = calibration.choose_threshold(*draws, candidates=candidates, **options)
         how = (f"loosest threshold with served outliers <= {target:g} and row acceptance >= {floor:g} per "
-               f"generator on {found.draws} calibration draws" if found.target_met else
+               f"{'data region' if by_region else 'generator'} on {found.draws} calibration draws"
+               if found.target_met else
                f"target {target:g} not reachable with row acceptance >= {floor:g}: fewest served outliers "
                f"({found.expected_outlier_rate:.4g}) on {found.draws} calibration draws")
-        return Rejection(rule, found.threshold, candidates, how, constants, found)
+        return Rejection(rule, found.threshold, candidates, how, constants, found, regions)
     prior_scores = lambda: calibration.candidate_draws(  # noqa: E731 - drawn only by rules that use them
         model, spec, constants, draws=PRIOR_DRAWS, seed=12345, batch=10_000)[2]
     value, why = spec.fallback_threshold(model, constants, real, prior_scores)
@@ -147,6 +171,8 @@ class Sampler(tf.Module):
         self.noise_spec = {**model.noise_spec(), **self.rule.extra_noise}
         self.candidates = rejection.candidates
         self.tie_choice = ties_choice(model)
+        self.regions = rejection.regions
+        self.by_region = self.regions is not None and model.blended_generators
 
     # ------------------------------------------------------------------ signatures
     def noise_input_specs(self):
@@ -183,13 +209,21 @@ class Sampler(tf.Module):
         flat = {name: tf.reshape(value, [-1, *value.shape[2:]]) for name, value in noise.items()}
         samples, generator = self.model.generate(flat, training=False)
         score = tf.reshape(self.candidate_scores(flat, samples, generator), [-1, m])
+        region = None if self.regions is None else tf.reshape(strata.nearest_region(samples, self.regions), [-1, m])
         generator = tf.reshape(generator, [-1, m])
-        same_route = tf.equal(generator, generator[:, :1])  # always true when the choice is tied
-        passed = (score >= graph_constant(self.rejection.threshold)) & same_route
+        route = region if self.by_region else generator  # whose shares rows keep
+        same_route = tf.equal(route, route[:, :1])  # always true when the generator is tied
+        passing = score >= graph_constant(self.rejection.threshold)
+        if self.by_region:  # the row's own region if any candidate there passes, else any (calibrated)
+            passed = prefer(passing & same_route, passing)
+        else:
+            passed = passing & same_route
+            if region is not None:  # the row's own data region among its generator's (strata.py)
+                passed = prefer(passing & same_route & tf.equal(region, region[:, :1]), passed)
         accepted = tf.reduce_any(passed, axis=1)
         # First passing candidate: the count of leading failures (no argmax tie-breaking involved).
         leading_failures = tf.reduce_sum(tf.cast(tf.cumsum(tf.cast(passed, tf.int32), axis=1) == 0, tf.int32), axis=1)
-        # No candidate passed: the best-scoring one of the row's own generator.
+        # No candidate passed: the best-scoring one of the row's own route.
         routed_score = tf.where(same_route, score, tf.fill(tf.shape(score), np.finfo(np.float32).min))
         pick = tf.where(accepted, leading_failures, tf.argmax(routed_score, axis=1, output_type=tf.int32))
         chosen = tf.one_hot(pick, m, dtype=tf.float32)  # (B, m): a selection that converts to plain ONNX ops
@@ -205,6 +239,11 @@ class Sampler(tf.Module):
     def candidate_scores(self, noise, samples, generator):
         """The rule's score of each candidate, (B*m,)."""
         return self.rule.score(self.model, self.rejection.constants, noise, samples, generator)
+
+
+def prefer(first, otherwise):
+    """Per row: the candidates ``first`` marks if it marks any, else those ``otherwise`` marks."""
+    return tf.where(tf.reduce_any(first, axis=1, keepdims=True), first, otherwise)
 
 
 def float32_model(model):

@@ -222,11 +222,22 @@ def model_card(sampler, heldout, formats):
         "outputs": {"samples": ["batch", *model.config.data_shape], "accepted": ["batch"], "generator": ["batch"],
                     "score": ["batch"]},
         "rejection": rejection.card(),
-        "routing": "tied: a row's candidates share its generator" if sampler.tie_choice else
-                   "matched: a candidate counts only when it routes to the row's first candidate's generator",
+        "routing": _routing(sampler),
         "seed_signature": "serving_default: seed int64 (batch,); row r draws model noise with stateless seed [seed_r, 0]",
         "measured": measure_sampler(sampler, heldout),
     }
+
+
+def _routing(sampler):
+    if sampler.by_region:
+        return (f"by data region: passing candidates in the row's first candidate's region (one of "
+                f"{len(sampler.regions)}) first, else any passing one; the generators are blended, so their "
+                "shares are not kept")
+    choice = ("tied: a row's candidates share its generator" if sampler.tie_choice else
+              "matched: a candidate counts only when it routes to the row's first candidate's generator")
+    if sampler.regions is None:
+        return choice
+    return f"{choice}; passing candidates in the first candidate's data region (one of {len(sampler.regions)}) first"
 
 
 def _if_any(metric, samples):

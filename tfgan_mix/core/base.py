@@ -180,6 +180,9 @@ class MixtureGAN(keras.Model):
     discriminator_outputs = 1  # > 1 adds auxiliary heads on the discriminator trunk
     equal_generator_usage = False  # True: generators are used equally by design (uniform choice, balanced gate)
     routing_uses_z = False  # True: the generator choice depends on z (a noise prior, a gate on z)
+    # True: every sample blends all generators (a soft gate) and the reported generator is only the
+    # largest weight, so the exported sampler keeps the data regions' shares instead of its.
+    blended_generators = False
     # Outlier-rejection rules of the exported sampler (export/rules.py), by name; methods add their own.
     rejection_rules = ("none", "manifold", "discriminator", "drs", "router", "truncation")
     default_rejection = "manifold"  # measured against the others in README, "Choosing the rejection rule"

@@ -11,6 +11,8 @@ betas (0.5, 0.999)). The toy set-up of section IV-A: z ~ N(0, I_2), 8 generators
 not give the toy trunk: we use leaves of width 32 and a 128-128 LeakyReLU trunk.
 
 The generator reported for a sample is the leaf with the largest gate value (its "responsibility").
+Every sample blends all leaves, so the exported sampler keeps the shares of data regions, not of
+that leaf (export/strata.py).
 """
 import dataclasses
 
@@ -38,6 +40,7 @@ class MoGConfig(GANConfig):
 class MoG(MixtureGAN):
     config_class = MoGConfig
     routing_uses_z = True  # the generator is chosen from z (the sampler matches, not ties, candidates)
+    blended_generators = True  # a sample is a gate-weighted blend of all leaves (Eq. 6)
 
     def build_networks(self):
         super().build_networks()

@@ -1,0 +1,45 @@
+"""Data regions, whose shares the exported sampler keeps under rejection.
+
+Rejecting a sample and drawing another moves mass between modes whenever the model's outliers sit
+closer to some modes than to others. Keeping each row's generator (drawn once, only z redrawn)
+stops that for generators that each serve one mode, not for a generator that spans several, and
+not at all for a soft-gated MoG/HMoG, whose samples blend every leaf. Measured on MoG gaussians5
+(3 trained seeds, 200,000 draws each, at the exported thresholds), mode-share TV against the data:
+0.016 / 0.009 / 0.013 raw; 0.091 / 0.055 / 0.118 with plain rejection; 0.071 / 0.059 / 0.096 with
+the argmax leaf kept; 0.016 / 0.009 / 0.013 with the nearest region kept.
+
+So a calibrated sampler carries ``REGIONS`` k-means cells of held-back real data (scipy's
+``kmeans2``); a candidate's region is its nearest cell centre. Among a row's passing candidates
+the sampler prefers those in its first candidate's region, so each region keeps its raw share of
+rows; cells finer than the modes keep the modes' shares too (a mode's share is its cells'). For
+generators that serve distinct samples the generator stays the row's route and the region only
+orders its passing candidates; for blended generators (``MixtureGAN.blended_generators``) the
+region is the route, and a row whose region has no passing candidate takes any passing one, which
+calibration bounds (``calibration.MAX_SHARE_SHIFT``).
+"""
+import numpy as np
+import tensorflow as tf
+from scipy.cluster.vq import kmeans2
+
+REGIONS = 8  # k-means cells; more keep finer shares but leave each row fewer candidates in its own
+SEED = 0
+
+
+def fit_regions(real, count=REGIONS, seed=SEED):
+    """(R, d) float32 cell centres of held-back ``real`` data (k-means++ start, seeded), or None
+    when the data has fewer than two distinct points."""
+    x = np.asarray(real, np.float64).reshape(len(real), -1)
+    count = min(int(count), len(np.unique(x, axis=0)))
+    if count < 2:
+        return None
+    centres, _ = kmeans2(x, count, minit="++", seed=seed)
+    return centres.astype(np.float32)
+
+
+def nearest_region(samples, regions):
+    """(N,) int32 index of each sample's nearest cell centre; fixed shapes, ONNX-convertible."""
+    x = tf.reshape(tf.cast(samples, tf.float32), [tf.shape(samples)[0], -1])
+    centres = tf.constant(np.asarray(regions, np.float32))  # a graph constant (see rules.graph_constant)
+    # |x - c|^2 without the |x|^2 term, which is the same for every cell of a row.
+    squared = -2.0 * tf.matmul(x, centres, transpose_b=True) + tf.reduce_sum(centres * centres, axis=1)[None, :]
+    return tf.argmin(squared, axis=1, output_type=tf.int32)
