@@ -27,7 +27,8 @@ CALIBRATION_JUDGES = 3  # calibration judges outliers on this many disjoint part
 CALIBRATION_DRAWS = 20_000
 MIN_SHARE = 0.01  # generators used less than this are not held to the row-acceptance floor
 CONFIDENCE = 0.95  # the served outlier rate's upper bound that must meet the target
-# Most a region's share may move (TV) for blended generators; the issue's bound on served vs raw mode TV.
+# For blended generators, the most the regions' shares may move (TV, served vs raw): "without skewing
+# modes" is a constraint like the row floor; the outlier target is met within both or reported unmet.
 MAX_SHARE_SHIFT = 0.02
 
 
@@ -82,6 +83,7 @@ class Calibration:
     expected_min_row_acceptance: float
     target_met: bool
     draws: int
+    expected_share_shift: float | None = None  # regions' shares, served vs raw (TV), where rows fall back
 
     def card(self):
         return dataclasses.asdict(self)
@@ -106,7 +108,8 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
 
     ``fallback``: ``generator`` is a data region and a row that finds no passing candidate in its
     own region takes any passing one (the sampler's route for blended generators). Then the floor
-    holds for rows overall, and the regions' shares may move by at most ``MAX_SHARE_SHIFT`` (TV)."""
+    holds for rows overall, and the regions' shares, which the fallback rows move, may move by at
+    most ``MAX_SHARE_SHIFT`` (TV; recorded as ``expected_share_shift``)."""
     scores, outlier, generator = np.asarray(scores), np.asarray(outlier, bool), np.asarray(generator)
     one_hot = np.eye(num_generators)[generator]  # (N, K)
     shares = one_hot.mean(0)
@@ -123,8 +126,11 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
     rows = row_acceptance(acceptance, shares, candidates, matched)  # (T, K)
     outlier_rate = per_gen_outliers / np.maximum(per_gen_passed, 1)
     weight = shares * rows
+    shift = np.zeros(len(thresholds))
     if fallback:
-        weight, rows = _with_fallback(weight, shares, per_gen_passed, candidates)
+        weight, rows = _with_fallback(weight, per_gen_passed, candidates)
+        shift = 0.5 * np.abs(weight / np.maximum(weight.sum(1, keepdims=True), 1e-12) - shares).sum(1)
+        rows = np.where(shift[:, None] <= MAX_SHARE_SHIFT, rows, 0.0)  # a larger shift fails the floor
     served = (weight * outlier_rate).sum(1) / np.maximum(weight.sum(1), 1e-12)
     # The target must hold with 95% confidence, not just on this draw: the one-sided Clopper-Pearson
     # bound on the served rate, from the outliers counted among the passing candidates.
@@ -139,20 +145,18 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
         floor_ok = np.flatnonzero(keeps_floor)  # never empty: the lowest threshold accepts everything
         best = int(floor_ok[served[floor_ok] == served[floor_ok].min()][-1])  # the loosest of the fewest
     return Calibration(float(thresholds[best]), float(target), float(floor), float(served[best]),
-                       float(min_rows[best]), bool(meets[best]), int(len(scores)))
+                       float(min_rows[best]), bool(meets[best]), int(len(scores)),
+                       float(shift[best]) if fallback else None)
 
 
-def _with_fallback(weight, shares, passed, candidates):
-    """(served region shares, row acceptance as the floor sees it) per threshold when rows that find
-    no candidate in their own region take any passing one: those rows follow the passing candidates'
-    regions. Row acceptance is then any candidate passing, or 0 for every region once the shares
-    move by more than ``MAX_SHARE_SHIFT``, which no threshold may do."""
-    passing_shares = passed / np.maximum(passed.sum(1, keepdims=True), 1)
-    any_row = 1.0 - (1.0 - passed.sum(1, keepdims=True) / passed.sum(1, keepdims=True)[-1]) ** candidates
-    served = (weight + (1.0 - weight.sum(1, keepdims=True)) * passing_shares) * any_row
-    shift = 0.5 * np.abs(served / np.maximum(served.sum(1, keepdims=True), 1e-12) - shares).sum(1, keepdims=True)
-    rows = np.where(shift <= MAX_SHARE_SHIFT, any_row, 0.0) * np.ones_like(weight)
-    return served, rows
+def _with_fallback(weight, passed, candidates):
+    """(served region weights, row acceptance) per threshold when rows that find no candidate in
+    their own region take any passing one: those rows follow the passing candidates' regions, and a
+    row fails only when none of its candidates passes."""
+    total = passed.sum(1, keepdims=True)
+    any_row = 1.0 - (1.0 - total / total[-1]) ** candidates  # the lowest threshold passes every candidate
+    served = (weight + (1.0 - weight.sum(1, keepdims=True)) * passed / np.maximum(total, 1)) * any_row
+    return served, any_row * np.ones_like(weight)
 
 
 def choose_candidates_and_threshold(scores, outlier, generator, num_generators, *, start, matched,

@@ -1,6 +1,7 @@
 """Rejection keeps routing and calibrates to a target: assertions on samples, not printouts."""
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,7 +10,7 @@ from scipy import stats
 
 from tfgan_mix import metrics as M
 from tfgan_mix.data import load_dataset
-from tfgan_mix.export import calibration, client, writer
+from tfgan_mix.export import calibration, client, strata, writer
 from tfgan_mix.export.rules import Rule, register_rule
 from tfgan_mix.export.sampler import Rejection, Sampler, ties_choice
 from tfgan_mix.core import build_model
@@ -161,3 +162,63 @@ def test_served_samples_have_fewer_outliers_and_keep_mode_shares(outlier_run, ex
     assert served["outlier_rate"] < raw["outlier_rate"] and served["outlier_rate"] <= 0.004, (raw, served)
     assert served["mode_tv"] <= raw["mode_tv"] + 0.02, (raw, served)
     assert served["modes_covered"] == raw["modes_covered"]
+
+
+def test_region_fallback_keeps_shares_within_the_bound():
+    """Two data regions of equal share; 60% of region 1's candidates are outliers scoring below every
+    inlier. Removing them leaves region 1 an acceptance of 0.4, so with 8 candidates about 13% of
+    its rows find no passing candidate of their own region and fall back to region 0: a share shift
+    above the bound, so 8 candidates cannot meet the target; doubling the candidates can, and the
+    chosen threshold then removes the outliers with the shift within the bound."""
+    rng = np.random.default_rng(1)
+    n = 20_000
+    region = np.repeat([0, 1], n // 2)
+    outlier = (region == 1) & (rng.random(n) < 0.6)
+    scores = np.where(outlier, rng.uniform(0.0, 0.5, n), rng.uniform(0.5, 1.0, n))
+    eight = calibration.choose_threshold(scores, outlier, region, 2, candidates=8, matched=True, target=0.001,
+                                         fallback=True)
+    assert not eight.target_met and eight.expected_share_shift <= calibration.MAX_SHARE_SHIFT
+    m, found = calibration.choose_candidates_and_threshold(scores, outlier, region, 2, start=8, matched=True,
+                                                           target=0.001, fallback=True)
+    assert m > 8 and found.target_met and found.threshold > 0.49  # the loosest: a few outliers pass
+    assert found.expected_share_shift <= calibration.MAX_SHARE_SHIFT
+
+
+@register_rule
+class RejectsRegionZero(Rule):
+    """Test rule: candidates in data region 0 pass with probability 0.3, all others pass."""
+
+    name = "test_rejects_region_zero"
+    extra_noise = {"test_u": ((), "uniform01")}
+
+    def score(self, model, constants, noise, samples, generator):
+        in_zero = tf.equal(strata.nearest_region(samples, constants["regions"]), 0)
+        return tf.where(in_zero, 0.3 - noise["test_u"], 1.0)
+
+
+def _region_shares(samples, regions):
+    return np.bincount(strata.nearest_region(samples, regions).numpy(), minlength=len(regions)) / len(samples)
+
+
+@pytest.mark.parametrize("method", ["mog", "mgan"])
+def test_rows_keep_the_data_regions_shares_under_rejection(method):
+    """A rule that rejects 70% of one data region's candidates: with regions, accepted rows keep the
+    raw model's region shares (MoG: the region is the row's route; MGAN: preferred among its
+    generator's passing candidates); without them that region's share falls. With 64 candidates a
+    region of share ~0.15 finds a passing candidate of its own in all but ~5% of its rows."""
+    keras.utils.set_random_seed(0)
+    model = build_model(method, tiny_options(method))
+    raw, _ = model.generate(model.sample_noise(20_000, tf.constant([5, 0], tf.int64)))
+    regions = strata.fit_regions(raw.numpy(), count=4)
+    raw_shares = _region_shares(raw, regions)
+
+    def served_shares(with_regions):
+        rejection = Rejection(RejectsRegionZero.name, 0.0, 64, "test", {"regions": regions},
+                              regions=regions if with_regions else None)
+        out = tf.function(Sampler(model, rejection).from_seed)(tf.range(ROWS, dtype=tf.int64))
+        return _region_shares(out["samples"][out["accepted"]], regions)
+
+    kept, plain = served_shares(True), served_shares(False)
+    assert M.total_variation(kept, raw_shares) <= 0.03, (kept, raw_shares)
+    if method == "mog":  # every MGAN generator may serve one region alone, leaving nothing to skew
+        assert M.total_variation(plain, raw_shares) > 0.05, (plain, raw_shares)
