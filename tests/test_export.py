@@ -1,5 +1,6 @@
 """Every registered method exports through the same path: Keras, SavedModel and ONNX agree on the
 same noise, including ``accepted`` and ``generator``; a version appears atomically or not at all."""
+import dataclasses
 import json
 import math
 import os
@@ -15,7 +16,7 @@ from helpers import tiny_options
 
 import tfgan_mix
 from tfgan_mix.data import Dataset
-from tfgan_mix.export import writer
+from tfgan_mix.export import strata, writer
 from tfgan_mix.export.rules import drs_f, get_rule
 from tfgan_mix.export.sampler import Sampler, calibrate
 from tfgan_mix.core import build_model
@@ -52,9 +53,11 @@ def test_keras_savedmodel_and_onnx_agree(method, tmp_path):
     sampler = _sampler(method)
     seeds = tf.range(64, dtype=tf.int64)
     noise = sampler.candidate_noise(seeds)
-    # Re-calibrate so the rule really rejects some candidates: the parity must cover both branches.
-    sampler = Sampler(sampler.model, calibrate(sampler.model, sampler.rejection.rule, CANDIDATES, real=_points().x,
-                                               threshold=_middle_threshold(sampler, noise)))
+    # Re-calibrate so the rule really rejects some candidates: the parity must cover both branches;
+    # and carry data regions as a calibrated export does (the region route or preference, strata.py).
+    rejection = calibrate(sampler.model, sampler.rejection.rule, CANDIDATES, real=_points().x,
+                          threshold=_middle_threshold(sampler, noise))
+    sampler = Sampler(sampler.model, dataclasses.replace(rejection, regions=strata.fit_regions(_points().x)))
     _assert_runtimes_agree(sampler, noise, seeds, tmp_path)
 
 
