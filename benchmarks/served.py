@@ -104,7 +104,7 @@ def data_shares(reference):
 def miss_cause(diagnosis, missed=("modes", "off_manifold"), off_limit=0.5):
     """A miss's measured cause in words, from ``generator_diagnosis``: modes no generator reaches,
     generators whose samples are mostly off the manifold (the sampler keeps their rows: the row
-    floor holds each generator's share), modes that several generators share, and, when the mode
+    floor holds each generator's or data region's share), modes that several generators share, and, when the mode
     shares miss (``"mode_tv"`` in ``missed``), each mode's share of rows against the data's."""
     parts = []
     if "mode_tv" in missed and diagnosis.get("data_shares"):
