@@ -18,7 +18,7 @@ import tfgan_mix
 from tfgan_mix.data import Dataset
 from tfgan_mix.export import strata, writer
 from tfgan_mix.export.rules import drs_f, get_rule
-from tfgan_mix.export.sampler import Sampler, calibrate
+from tfgan_mix.export.sampler import Rejection, Sampler, calibrate
 from tfgan_mix.core import build_model
 
 METHODS = tfgan_mix.list_methods()
@@ -205,7 +205,11 @@ def test_export_writes_numbered_versions_with_a_model_card(tiny_run, tmp_path):
     assert [i["name"] for i in card["noise_inputs"]] == ["z", "u"]
     assert card["noise_inputs"][0]["shape"] == [None, card["candidates"], 4]
     assert card["rejection"]["rule"] == "manifold"  # the default, calibrated to the outlier target
-    assert card["rejection"]["constants_file"] == {"name": "rejection.npz", "arrays": ["centres", "radii"]}
+    assert card["rejection"]["constants_file"] == {"name": "rejection.npz",
+                                                   "arrays": ["centres", "radii", "strata_regions"]}
+    assert card["rejection"]["strata"]["regions"] == strata.REGIONS  # data regions the rows keep (strata.py)
+    regions = Rejection.load(first).regions
+    assert regions.shape == (strata.REGIONS, *card["data_shape"]) and len(np.unique(regions, axis=0)) == strata.REGIONS
     calibration = card["rejection"]["calibration"]
     assert calibration["outlier_target"] == 0.001 and calibration["row_acceptance_floor"] == 0.99
     measured = card["measured"]
