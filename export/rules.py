@@ -158,15 +158,24 @@ class Manifold(Rule):
         return {"centres": x.astype(np.float32), "radii": radii.astype(np.float32)}
 
     def score(self, model, constants, noise, samples, generator):
+        # |x - c_j|^2 / r_j^2 for every ball in one matmul of augmented rows [x, |x|^2, 1] against
+        # [-2 c_j, 1, |c_j|^2] / r_j^2, then one min: the (N, M) matrix sees no element-wise pass,
+        # and sqrt is monotone, so it is taken after the min.
         x = tf.reshape(tf.cast(samples, tf.float32), [tf.shape(samples)[0], -1])
-        centres = graph_constant(constants["centres"])
-        squared = (tf.reduce_sum(x * x, axis=1, keepdims=True) - 2.0 * tf.matmul(x, centres, transpose_b=True)
-                   + tf.reduce_sum(centres * centres, axis=1)[None, :])
-        distance = tf.sqrt(tf.maximum(squared, 0.0))
-        return -tf.reduce_min(distance / graph_constant(constants["radii"])[None, :], axis=1)
+        rows = tf.concat([x, tf.reduce_sum(x * x, axis=1, keepdims=True), tf.ones_like(x[:, :1])], axis=1)
+        squared_ratio = tf.reduce_min(tf.matmul(rows, graph_constant(ball_columns(constants))), axis=1)
+        return -tf.sqrt(tf.maximum(squared_ratio, 0.0))
 
     def fallback_threshold(self, model, constants, real, prior_scores):
         return -1.0, "inside some k-NN ball (k=3) of held-back real data"
+
+
+def ball_columns(constants):
+    """(d + 2, M) float64: ball j's column [-2 c_j, 1, |c_j|^2] / r_j^2 (see ``Manifold.score``)."""
+    centres = np.asarray(constants["centres"], np.float64)
+    radii = np.asarray(constants["radii"], np.float64)
+    columns = np.concatenate([-2.0 * centres, np.ones((len(centres), 1)), (centres ** 2).sum(1, keepdims=True)], 1)
+    return (columns / radii[:, None] ** 2).T
 
 
 def ball_ratio(points, centres, radii, chunk=2048):
