@@ -37,6 +37,7 @@ class Profile:
     samples: int  # generated samples per evaluation
     axes_steps: int  # paper 001 runs (1024-wide nets: far slower per step than the 2-D toys)
     axes_units: tuple
+    axes_seeds: tuple  # paper 001 runs (the slowest toys: 1024-d)
     judge_steps: int  # Judge / independent critic training steps (paper 001: 100,000)
     judge_points: int  # points per distribution for the Judge and critic (paper 001: 25,600)
     digits_steps: int
@@ -55,14 +56,14 @@ class Profile:
 
 
 PROFILES = {
-    "quick": Profile("quick", step_scale=0.02, seeds=(0,), samples=4000, axes_steps=3, axes_units=(128, 128, 128),
+    "quick": Profile("quick", step_scale=0.02, seeds=(0,), samples=4000, axes_steps=3, axes_units=(128, 128, 128), axes_seeds=(0,),
                      judge_steps=50, judge_points=2000, digits_steps=10, digits_seeds=(0,), speed_ks=(1, 4, 16), speed_repeats=3,
                      gflops_width=256, throughput_batches=(1, 64, 4096), load_requests=5,
                      torch_ks=(3,), torch_steps=3, torch_repeats=2, routed_ks=(1, 16),
                      candidates=8,  # a smoke run: up to 64 for z-routed methods cost minutes here
                      served_runs=1),
     "full": Profile("full", step_scale=1.0, seeds=(0, 1, 2), samples=20000, axes_steps=500,
-                    axes_units=(256, 256, 256), judge_steps=2000, judge_points=25600, digits_steps=1000, digits_seeds=(0,),
+                    axes_units=(256, 256, 256), axes_seeds=(0, 1, 2), judge_steps=2000, judge_points=25600, digits_steps=1000, digits_seeds=(0, 1, 2),
                     speed_ks=(1, 4, 16, 64, 200), speed_repeats=10, gflops_width=1024,
                     throughput_batches=(1, 64, 4096), load_requests=25),
 }
@@ -283,6 +284,24 @@ class Table:
     paper: dict  # label -> {metric: paper figure}
     notes: list
     targets: dict = dataclasses.field(default_factory=dict)  # label -> {metric: [">=" or "<=", value]}
+    rankings: list = dataclasses.field(default_factory=list)  # the paper's orderings, see ``ranking``
+
+
+def ranking(claim, metric, pairs):
+    """A paper's ordering of runs on ``metric``, for the report's verdict (``report.ranking_verdict``):
+    ``claim`` in words, ``pairs`` the (better, worse) run labels it implies. Plain lists and strings,
+    so a table read back from results.json keeps it."""
+    return {"claim": claim, "metric": metric, "pairs": [[better, worse] for better, worse in pairs]}
+
+
+def best_of(best, others):
+    """The pairs of "``best`` beats each of ``others``"."""
+    return [(best, other) for other in others]
+
+
+def chain(labels):
+    """The pairs of an ordering, best first: each label beats the next."""
+    return list(zip(labels, labels[1:]))
 
 
 # ---------------------------------------------------------------------- figures and prose

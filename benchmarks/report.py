@@ -57,6 +57,7 @@ def table_markdown(table):
     missed = misses(table)
     verdict = ([note("report", "misses-the-paper", misses="; ".join(missed))] if missed else
                [note("report", "matches-the-paper")] if table.paper else [])
+    verdict += [ranking_verdict(table, r) for r in table.rankings]
     lines += [""] + [f"- {text}" for text in verdict + list(table.notes)] + [
         f"- {note('report', 'failed-run', failure=f)}" for f in failures]
     return "\n".join(lines + [""])
@@ -74,6 +75,34 @@ def misses(table):
             if (ours > figure) if lower_is_better else (ours < figure):
                 found.append(f"{row['label']}, {name} {number(ours)} vs {number(figure)}")
     return found
+
+
+def ranking_verdict(table, ranking):
+    """Whether the paper's ordering ``ranking`` (``harness.ranking``) holds on the raw means.
+
+    Each (better, worse) pair holds when better's mean is on the metric's good side of worse's;
+    it is "apart" when every seed of better beats every seed of worse, else the seeds overlap and
+    the order between the two is within their spread."""
+    lower_is_better = {metric: lower for metric, _, lower in table.columns}[ranking["metric"]]
+    values = {row["label"]: row["raw"].get(ranking["metric"]) for row in table.rows}
+    missing = sorted({label for pair in ranking["pairs"] for label in pair if not values.get(label)})
+    if missing:
+        return note("report", "ranking-unmeasured", claim=ranking["claim"], missing=", ".join(missing))
+    parts, failed = [], []
+    for better, worse in ranking["pairs"]:
+        b, w = (np.asarray(values[label], float) for label in (better, worse))
+        sign = 1.0 if lower_is_better else -1.0  # compare as "lower is better"
+        holds = sign * b.mean() < sign * w.mean()
+        apart = sign * b.max() < sign * w.min() if holds else sign * w.max() < sign * b.min()
+        relation = ("<" if lower_is_better else ">") if holds else ("≥" if lower_is_better else "≤")
+        text = (f"{better} {number(b.mean())} {relation} {worse} {number(w.mean())} "
+                f"({note('report', 'ranking-seeds-apart' if apart else 'ranking-seeds-overlap')})")
+        parts.append(text)
+        if not holds:
+            failed.append(text)
+    key = "ranking-reversed" if failed else "ranking-holds"
+    return note("report", key, claim=ranking["claim"], pairs="; ".join(parts),
+                failed="; ".join(failed), seeds=max(len(v) for v in values.values() if v))
 
 
 # ---------------------------------------------------------------------- speed

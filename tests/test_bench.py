@@ -229,6 +229,42 @@ def test_misses_compare_raw_means_in_each_metric_direction():
     assert report_writer.misses(table) == ["a, error 0.3000 vs 0.2500", "a, modes 10 vs 12"]
 
 
+def test_ranking_verdict_follows_each_metric_direction_and_names_the_pairs_out_of_order():
+    rows = [{"label": "A", "raw": {"err": [0.1, 0.2], "modes": [900.0, 950.0]}},
+            {"label": "B", "raw": {"err": [0.15, 0.5], "modes": [960.0]}},
+            {"label": "C", "raw": {"err": [0.6, 0.7], "modes": []}}]
+    for row in rows:
+        row.update(rejected={}, acceptance=[])
+    columns = [("err", "error", True), ("modes", "modes", False)]
+    errors = harness.ranking("A < B < C", "err", harness.chain(["A", "B", "C"]))
+    modes = harness.ranking("A beats B", "modes", harness.best_of("A", ["B"]))
+    unmeasured = harness.ranking("A beats C", "modes", [("A", "C")])
+    table = harness.Table("t", "T", columns, rows, {}, [], rankings=[errors, modes, unmeasured])
+    # Lower error is better: A 0.15 < B 0.325 (seeds overlap), B 0.325 < C 0.65 (every seed apart).
+    holds = report_writer.ranking_verdict(table, errors)
+    assert "ranking holds" in holds and "A 0.1500 < B 0.3250 (the seeds overlap)" in holds
+    assert "B 0.3250 < C 0.6500 (every seed in this order)" in holds
+    # More modes is better: A's 925 is below B's 960 on every seed, so the claim is out of order.
+    reversed_ = report_writer.ranking_verdict(table, modes)
+    assert "does not hold" in reversed_ and "Out of order: A 925 ≤ B 960 (every seed in this order)" in reversed_
+    assert "not checked" in report_writer.ranking_verdict(table, unmeasured) and "no raw figure for C" in \
+        report_writer.ranking_verdict(table, unmeasured)
+    # The report prints every verdict, and a table read back from results.json keeps its rankings.
+    markdown = report_writer.table_markdown(harness.Table(**json.loads(json.dumps(dataclasses.asdict(table)))))
+    assert markdown.count("**The paper's ranking") == 3
+
+
+def test_the_papers_tables_declare_the_rankings_the_papers_show():
+    from tfgan_mix.benchmarks import paper000 as study_paper000
+    from tfgan_mix.benchmarks import paper002 as study_paper002
+
+    npgan = study_paper000._rankings()
+    assert len(npgan) == 6 and all(pair[0].startswith("NPGAN") for r in npgan for pair in r["pairs"])
+    assert {r["metric"] for r in npgan} == {"off_manifold", "uncovered", "coverage_r95"}
+    digits = study_paper002._rankings(["P", "Q", "G"])
+    assert [r["pairs"] for r in digits] == [[["P", "Q"], ["Q", "G"]]] * 2
+
+
 def test_weak_seeds_are_named_and_good_runs_are_not():
     rows = [{"label": "real", "reference": True, "raw": {"modes": [5.0], "high_quality": [0.99]}},
             {"label": "HMoG", "raw": {"modes": [5.0, 3.0, 5.0], "high_quality": [0.9, 0.03, 0.4]}},
