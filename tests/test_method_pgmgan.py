@@ -284,7 +284,15 @@ def test_generator_loss_adds_the_annealed_guide_and_partition_gan_has_none():
     step = training_step(model, 16, (2, 3))
     terms = model.generator_losses(step)
     fake, index = model.generate(step.noise, training=True)
-    np.testing.assert_allclose(terms["g_guide"].numpy(), 3.0 * model.partitioner.guide(fake, index).numpy(), rtol=1e-5)
+    # The authors' code averages Eq. 6's k hinge terms; guide_average=False keeps the sum.
+    k = model.config.num_generators
+    np.testing.assert_allclose(terms["g_guide"].numpy(), 3.0 * model.partitioner.guide(fake, index).numpy() / k,
+                               rtol=1e-5)
+    summed = _small_model(partition_steps=0, guide_weight=3.0, guide_anneal_steps=0, guide_average=False)
+    summed.set_weights(model.get_weights())
+    np.testing.assert_allclose(summed.generator_losses(step)["g_guide"].numpy(), k * terms["g_guide"].numpy(), rtol=1e-5)
+    with pytest.raises(ValueError, match="guide_average must be true or false"):
+        _small_model(guide_average="yes")
     baseline = _small_model(method="partition_gan", partition_steps=0)
     assert baseline.config.guide_weight == 0.0 and "g_guide" not in baseline.generator_losses(step)
     # The guide trains generators, never the partitioner, and D_i is column i of one discriminator.
