@@ -1,15 +1,18 @@
 """K generators evaluated as one layer: stacked kernels and one einsum per layer.
 
 Every generator has the same architecture, so layer ``l`` of all K generators is one kernel of
-shape ``(K, in, out)`` and the whole bank runs as ``einsum('bki,kio->bko')``: no Python loop over
-K (the pattern of keras-hub's ``MixtralMoeExperts``).
+shape ``(K, in, out)`` and the whole bank runs as one batch matmul per layer: no Python loop over K
+(the pattern of keras-hub's ``MixtralMoeExperts``).
 
 Speed, as measured by ``tfgan-mix bench`` (BENCHMARKS.md, "Training step against K"): under XLA the
 bank beats a Python loop over K generators from K = 16 up on a 2-core CPU; without XLA the loop is
 faster at every K measured, because TensorFlow's einsum kernel transposes ``(B, K, in)`` to
-``(K, B, in)`` before its batch matmul and the result back afterwards, in every layer. What the bank
-always gives is one static-shape graph whatever K is (XLA, TPUs, ONNX) and stacked weights that
-export as a few tensors. A K-major activation layout would remove the transposes; not done yet.
+``(K, B, in)`` before its batch matmul and the result back afterwards, in every layer (tf2onnx writes
+the same transposes into the ONNX graph). So the bank runs K-major: activations are ``(K, B, ...)``
+from the heads (the shared noise broadcast into one batch matmul) to the samples, every per-generator
+layer is a plain batch matmul (``layers.stacked.kmajor_dense``), and only the samples are transposed
+to the public ``(B, K, ...)``. What the bank always gives is one static-shape graph whatever K is
+(XLA, TPUs, ONNX) and stacked weights that export as a few tensors.
 
 Structure (shared by both backbones), with ``units = (h0, h1, ...)``:
 
@@ -32,7 +35,7 @@ import keras
 import tensorflow as tf
 
 from tfgan_mix.layers.activations import get_activation
-from tfgan_mix.layers.stacked import add_stacked_dense, patches3x3, stacked_conv3x3, stacked_dense
+from tfgan_mix.layers.stacked import add_stacked_dense, kmajor_dense, patches3x3, stacked_dense
 
 
 @keras.saving.register_keras_serializable(package="tfgan_mix")
@@ -121,15 +124,22 @@ class GeneratorBank(keras.layers.Layer):
     def call(self, z):
         """All K generators' samples: ``(B, K, *output_shape)``.
 
-        ``z`` is ``(B, latent)`` (the same noise to every generator) or ``(B, K, latent)``.
+        ``z`` is ``(B, latent)`` (the same noise to every generator) or ``(B, K, latent)``. Computed
+        in the K-major layout (module doc): one transpose, of the samples, at the end.
         """
-        return self.trunk(self.heads(z), per_generator_axis=True)
+        return _batch_major(self._kmajor_trunk(self._kmajor_heads(z)))
 
     def heads(self, z):
         """The per-generator linear input layers: ``(B, K, head_width)``, in the compute dtype."""
+        return _batch_major(self._kmajor_heads(z))
+
+    def _kmajor_heads(self, z):
+        """The heads in the K-major layout: ``(K, B, head_width)``."""
         kernel, bias = self._compute(*self.head)
         z = tf.cast(z, self.compute_dtype)
-        return stacked_dense(z, kernel, bias, shared_input=len(z.shape) == 2)
+        if len(z.shape) == 3:  # a latent per generator: (B, K, latent) -> (K, B, latent)
+            return kmajor_dense(_batch_major(z), kernel, bias)
+        return kmajor_dense(z, kernel, bias, shared_input=True)
 
     def own_heads(self, z, index):
         """Each example's own generator's input layer only: ``z`` (B, latent), ``index`` (B,) ->
@@ -160,37 +170,45 @@ class GeneratorBank(keras.layers.Layer):
         """
         if not per_generator_axis and not self.shared_trunk:
             raise ValueError("mixing head outputs before the trunk needs shared_trunk=True")
-        h = tf.cast(h, self.compute_dtype)
-        if self.backbone == "mlp":
-            out = self._mlp_trunk(h, per_generator_axis)
-        else:
-            out = self._conv_trunk(h, per_generator_axis)
-        lead = [tf.shape(h)[0]] + ([self.num_generators] if per_generator_axis else [])
+        if per_generator_axis:
+            return _batch_major(self._kmajor_trunk(_batch_major(h)))
+        return self._finish(self._run_trunk(tf.cast(h, self.compute_dtype)), [tf.shape(h)[0]])
+
+    def _kmajor_trunk(self, h):
+        """The trunk on K-major head outputs ``(K, B, head_width)`` -> samples ``(K, B, *output_shape)``."""
+        return self._finish(self._run_trunk(tf.cast(h, self.compute_dtype)), [self.num_generators, tf.shape(h)[1]])
+
+    def _finish(self, out, lead):
         # Samples leave in float32 whatever the compute dtype: losses, D's input and exports agree.
         return tf.cast(self._out_act(tf.reshape(out, lead + list(self.sample_shape))), tf.float32)
 
-    def _dense(self, x, kernel, bias, per_generator_axis):
+    def _run_trunk(self, h):
+        return self._mlp_trunk(h) if self.backbone == "mlp" else self._conv_trunk(h)
+
+    def _dense(self, x, kernel, bias):
+        """A trunk layer on ``x`` (K, B, in) K-major, or (B, in) mixed (shared kernels only)."""
         kernel, bias = self._compute(kernel, bias)
-        if len(kernel.shape) == 3:  # a kernel per generator: x is (B, K, in)
-            return stacked_dense(x, kernel, bias)
+        if len(kernel.shape) == 3:  # a kernel per generator: one batch matmul
+            return kmajor_dense(x, kernel, bias)
         # A shared kernel over any leading axes (tensordot, not an '...' einsum: tf2onnx lacks ellipses).
         return tf.tensordot(x, kernel, axes=1) + bias
 
-    def _mlp_trunk(self, h, per_generator_axis):
+    def _mlp_trunk(self, h):
         for kernel, bias in self.trunk_layers:
-            h = self._dense(self._act(h), kernel, bias, per_generator_axis)
+            h = self._dense(self._act(h), kernel, bias)
         return h
 
-    def _conv_trunk(self, h, per_generator_axis):
+    def _conv_trunk(self, h):
         bh, bw = self._base_hw
-        lead = [tf.shape(h)[0]] + ([self.num_generators] if per_generator_axis else [])
+        lead = h.shape[:-1].as_list()
+        lead = [tf.shape(h)[i] if d is None else d for i, d in enumerate(lead)]
         x = tf.reshape(h, lead + [bh, bw, self._base_channels])
         for i, (kernel, bias) in enumerate(self.trunk_layers):
             x = self._act(x)
             if i < self._num_upsamples:
                 x = _upsample_nearest(x)
-            x = self._dense(patches3x3(x), kernel, bias, per_generator_axis) if len(kernel.shape) == 2 \
-                else stacked_conv3x3(x, kernel, bias)
+            x = self._dense(patches3x3(x), kernel, bias) if len(kernel.shape) == 2 \
+                else _kmajor_conv3x3(x, kernel, bias, self._compute)
         return x
 
     def get_config(self):
@@ -206,6 +224,22 @@ class GeneratorBank(keras.layers.Layer):
             output_activation=self.output_activation,
         )
         return config
+
+
+def _batch_major(x):
+    """Swap the first two axes: (K, B, ...) <-> (B, K, ...)."""
+    return tf.transpose(x, [1, 0, *range(2, len(x.shape))])
+
+
+def _kmajor_conv3x3(x, kernel, bias, compute):
+    """Each generator's own 3x3 'same' conv on K-major maps ``(K, B, H, W, C)`` -> ``(K, B, H, W, out)``:
+    the patches of every pixel, one batch matmul over the K members."""
+    kernel, bias = compute(kernel, bias)
+    patches = patches3x3(x)  # (K, B, H, W, 9C)
+    k, h, w = x.shape[0], x.shape[2], x.shape[3]
+    rows = tf.reshape(patches, [k, -1, patches.shape[-1]])
+    out = kmajor_dense(rows, kernel, bias)
+    return tf.reshape(out, [k, tf.shape(x)[1], h, w, kernel.shape[-1]])
 
 
 def _upsample_nearest(x):

@@ -1,4 +1,5 @@
-"""Stacked kernels: layer l of K same-shaped networks as one weight ``(K, in, out)``, run as one einsum.
+"""Stacked kernels: layer l of K same-shaped networks as one weight ``(K, in, out)``, run as one einsum
+(activations ``(B, K, ...)``) or one batch matmul (the K-major layout ``(K, B, ...)``).
 
 The code ``GeneratorBank`` and ``DiscriminatorBank`` share: creating a stacked dense (or 3x3 conv)
 weight with the initialisation of one Keras ``Dense`` per member, and running it for all K members
@@ -29,6 +30,15 @@ def stacked_dense(x, kernel, bias, shared_input=False):
     With ``shared_input`` ``x`` is (B, in), fed to every member."""
     equation = "bi,kio->bko" if shared_input else "bki,kio->bko"
     return tf.einsum(equation, x, kernel) + bias
+
+
+def kmajor_dense(x, kernel, bias, shared_input=False):
+    """Member k's affine map in the K-major layout: ``x`` (K, N, in), ``kernel`` (K, in, out) ->
+    (K, N, out), one plain batch matmul (no transposes around it, as an einsum over (B, K, in) needs
+    without XLA and in ONNX). With ``shared_input`` ``x`` is (N, in), broadcast to every member."""
+    if shared_input:
+        x = x[None]  # (1, N, in): the batch matmul broadcasts it over the K members
+    return tf.matmul(x, kernel) + bias[:, None, :]
 
 
 def patches3x3(x):
