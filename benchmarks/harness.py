@@ -41,7 +41,7 @@ class Profile:
     judge_steps: int  # Judge / independent critic training steps (paper 001: 100,000)
     judge_points: int  # points per distribution for the Judge and critic (paper 001: 25,600)
     digits_steps: int
-    digits_seeds: tuple  # image runs are the slowest: fewer seeds
+    digits_seeds: tuple  # paper 002's stacked_digits runs (image runs are the slowest toys)
     speed_ks: tuple
     speed_repeats: int
     gflops_width: int

@@ -92,17 +92,18 @@ def ranking_verdict(table, ranking):
     for better, worse in ranking["pairs"]:
         b, w = (np.asarray(values[label], float) for label in (better, worse))
         sign = 1.0 if lower_is_better else -1.0  # compare as "lower is better"
-        holds = sign * b.mean() < sign * w.mean()
-        apart = sign * b.max() < sign * w.min() if holds else sign * w.max() < sign * b.min()
+        b, w = sign * b, sign * w
+        holds = b.mean() < w.mean()
+        apart = b.max() < w.min() if holds else w.max() < b.min()
         relation = ("<" if lower_is_better else ">") if holds else ("≥" if lower_is_better else "≤")
-        text = (f"{better} {number(b.mean())} {relation} {worse} {number(w.mean())} "
+        text = (f"{better} {number(sign * b.mean())} {relation} {worse} {number(sign * w.mean())} "
                 f"({note('report', 'ranking-seeds-apart' if apart else 'ranking-seeds-overlap')})")
         parts.append(text)
         if not holds:
             failed.append(text)
     key = "ranking-reversed" if failed else "ranking-holds"
     return note("report", key, claim=ranking["claim"], pairs="; ".join(parts),
-                failed="; ".join(failed), seeds=max(len(v) for v in values.values() if v))
+                failed="; ".join(failed), seeds=max(len(values[label]) for pair in ranking["pairs"] for label in pair))
 
 
 # ---------------------------------------------------------------------- speed

@@ -91,7 +91,7 @@ def generator_bank_step_times(ks=(1, 4, 16, 64, 200), batch=256, latent_dim=100,
         bank.build((None, latent_dim))
         loop = _loop_generators(k, latent_dim, units, out_dim)
         implementations = {
-            "GeneratorBank (einsum)": (bank, bank.trainable_variables),
+            "GeneratorBank (batch matmul)": (bank, bank.trainable_variables),
             "Python loop over K": (lambda x, nets=loop: tf.stack([net(x) for net in nets], axis=1),
                                    [v for net in loop for v in net.trainable_variables]),
         }

@@ -31,7 +31,7 @@ def _assert_quick_speed_measured(speed):
     training step's GFLOP/s and the peak, and every sampling path at every batch size."""
     assert {(r["k"], r["implementation"], r["xla"]) for r in speed["generator_bank"]} == {
         (k, impl, xla) for k in harness.PROFILES["quick"].speed_ks
-        for impl in ("GeneratorBank (einsum)", "Python loop over K") for xla in (False, True)}
+        for impl in ("GeneratorBank (batch matmul)", "Python loop over K") for xla in (False, True)}
     assert 0 < speed["training_step"]["gflops"] and 0 < speed["matmul_peak_gflops"]
     throughput = {(r["path"], r["batch"]) for r in speed["sampling"] if "samples_per_s" in r}
     assert throughput == {(p, b) for p in SAMPLING_PATHS for b in (1, 64, 4096)}
@@ -232,6 +232,7 @@ def test_misses_compare_raw_means_in_each_metric_direction():
 def test_ranking_verdict_follows_each_metric_direction_and_names_the_pairs_out_of_order():
     rows = [{"label": "A", "raw": {"err": [0.1, 0.2], "modes": [900.0, 950.0]}},
             {"label": "B", "raw": {"err": [0.15, 0.5], "modes": [960.0]}},
+            {"label": "D", "raw": {"modes": [1.0, 12.0]}}, {"label": "E", "raw": {"modes": [5.0, 6.0]}},
             {"label": "C", "raw": {"err": [0.6, 0.7], "modes": []}}]
     for row in rows:
         row.update(rejected={}, acceptance=[])
@@ -239,7 +240,8 @@ def test_ranking_verdict_follows_each_metric_direction_and_names_the_pairs_out_o
     errors = harness.ranking("A < B < C", "err", harness.chain(["A", "B", "C"]))
     modes = harness.ranking("A beats B", "modes", harness.best_of("A", ["B"]))
     unmeasured = harness.ranking("A beats C", "modes", [("A", "C")])
-    table = harness.Table("t", "T", columns, rows, {}, [], rankings=[errors, modes, unmeasured])
+    spread = harness.ranking("D beats E", "modes", [("D", "E")])
+    table = harness.Table("t", "T", columns, rows, {}, [], rankings=[errors, modes, unmeasured, spread])
     # Lower error is better: A 0.15 < B 0.325 (seeds overlap), B 0.325 < C 0.65 (every seed apart).
     holds = report_writer.ranking_verdict(table, errors)
     assert "ranking holds" in holds and "A 0.1500 < B 0.3250 (the seeds overlap)" in holds
@@ -249,9 +251,11 @@ def test_ranking_verdict_follows_each_metric_direction_and_names_the_pairs_out_o
     assert "does not hold" in reversed_ and "Out of order: A 925 ≤ B 960 (every seed in this order)" in reversed_
     assert "not checked" in report_writer.ranking_verdict(table, unmeasured) and "no raw figure for C" in \
         report_writer.ranking_verdict(table, unmeasured)
+    # D's mean 6.5 beats E's 5.5, but D's seed at 1 is below both of E's: the seeds overlap.
+    assert "D 6.5000 > E 5.5000 (the seeds overlap)" in report_writer.ranking_verdict(table, spread)
     # The report prints every verdict, and a table read back from results.json keeps its rankings.
     markdown = report_writer.table_markdown(harness.Table(**json.loads(json.dumps(dataclasses.asdict(table)))))
-    assert markdown.count("**The paper's ranking") == 3
+    assert markdown.count("**The paper's ranking") == 4
 
 
 def test_the_papers_tables_declare_the_rankings_the_papers_show():

@@ -62,21 +62,22 @@ def test_dense_mlp_step_equals_the_hand_count(z):
 
 # ---------------------------------------------------------------------- (b) a GeneratorBank
 @pytest.mark.parametrize("shared_trunk", [False, True])
-def test_generator_bank_einsums_are_counted_k_times_one_mlp(z, shared_trunk):
+def test_generator_bank_batch_matmuls_are_counted_k_times_one_mlp(z, shared_trunk):
     k = 3
     bank = GeneratorBank(k, (OUT,), units=UNITS, shared_trunk=shared_trunk)
     bank.build((None, LATENT))
     count = graph_flops(traced_step(bank, bank.trainable_variables, z))
-    # Each einsum 'bi,kio->bko' / 'bki,kio->bko' and its two gradients 'bko,bki->kio', 'bko,kio->bki'
-    # is 2 B K in out: K MLPs' worth. The gradient with respect to z ('bko,kio->bi') is built by
-    # the einsum's gradient function but nothing uses it: pruned, like the MLP's first input gradient.
+    # The bank runs K-major: each layer is one batch matmul (K, B, in) x (K, in, out), the head's
+    # shared z broadcast as (1, B, in); it and its two gradients are 2 B K in out each: K MLPs'
+    # worth. The gradient with respect to z is built by the matmul's gradient function but nothing
+    # uses it: pruned, like the MLP's first input gradient.
     assert count.total == k * mlp_step_hand_count((LATENT, *UNITS, OUT), BATCH)
     head = 2 * BATCH * k * LATENT * UNITS[0]
     assert count.pruned == head
     if shared_trunk:  # only the head is per generator; the shared trunk runs as tensordot (MatMul)
-        assert count.by_type["Einsum"] == 2 * head
+        assert count.by_type["BatchMatMulV2"] == 2 * head
     else:
-        assert count.by_type == {"Einsum": count.total}
+        assert count.by_type == {"BatchMatMulV2": count.total}
 
 
 # ---------------------------------------------------------------------- (c) bank == loop
@@ -89,7 +90,7 @@ def test_generator_bank_counts_as_a_python_loop_of_k_mlps(z):
     bank_count = graph_flops(traced_step(bank, bank.trainable_variables, z))
     loop_count = graph_flops(traced_step(loop_forward, [v for net in loop for v in net.trainable_variables], z))
     assert bank_count.total == loop_count.total == k * mlp_step_hand_count((LATENT, *UNITS, OUT), BATCH)
-    assert set(loop_count.by_type) == {"MatMul"} and set(bank_count.by_type) == {"Einsum"}
+    assert set(loop_count.by_type) == {"MatMul"} and set(bank_count.by_type) == {"BatchMatMulV2"}
 
 
 # ---------------------------------------------------------------------- the bench's train step

@@ -1,14 +1,14 @@
-"""K generators evaluated as one layer: stacked kernels and one einsum per layer.
+"""K generators evaluated as one layer: stacked kernels and one batch matmul per layer.
 
 Every generator has the same architecture, so layer ``l`` of all K generators is one kernel of
 shape ``(K, in, out)`` and the whole bank runs as one batch matmul per layer: no Python loop over K
 (the pattern of keras-hub's ``MixtralMoeExperts``).
 
-Speed, as measured by ``tfgan-mix bench`` (BENCHMARKS.md, "Training step against K"): under XLA the
-bank beats a Python loop over K generators from K = 16 up on a 2-core CPU; without XLA the loop is
-faster at every K measured, because TensorFlow's einsum kernel transposes ``(B, K, in)`` to
-``(K, B, in)`` before its batch matmul and the result back afterwards, in every layer (tf2onnx writes
-the same transposes into the ONNX graph). So the bank runs K-major: activations are ``(K, B, ...)``
+Speed. Written as ``einsum('bki,kio->bko')`` over ``(B, K, ...)`` activations, the bank lost to a
+Python loop over K generators at every K without XLA (loop/bank 0.76-1.13 in BENCHMARKS.md's speed
+section of 2026-11-28), because TensorFlow's einsum kernel transposes ``(B, K, in)`` to ``(K, B, in)``
+before its batch matmul and the result back afterwards, in every layer (tf2onnx writes the same
+transposes into the ONNX graph). So the bank runs K-major: activations are ``(K, B, ...)``
 from the heads (the shared noise broadcast into one batch matmul) to the samples, every per-generator
 layer is a plain batch matmul (``layers.stacked.kmajor_dense``), and only the samples are transposed
 to the public ``(B, K, ...)``. What the bank always gives is one static-shape graph whatever K is
@@ -26,8 +26,9 @@ HMoG share everything but the input layer); otherwise each generator owns its tr
 
 The ``dcgan`` backbone's trunk is a reshape to a small feature map followed by
 (act, nearest-neighbour upsampling x2, 3x3 conv) blocks and a final 3x3 conv to the image
-channels. A per-generator conv is run for all K at once as an einsum over 3x3 patches. The stacked
-weights and their einsums are ``layers.stacked``, shared with ``DiscriminatorBank``.
+channels. A per-generator conv is run for all K at once as one batch matmul over the 3x3 patches of
+every pixel. The stacked weights and their products are ``layers.stacked``, shared with
+``DiscriminatorBank`` (which still runs the einsum form).
 """
 import math
 

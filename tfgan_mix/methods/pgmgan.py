@@ -65,9 +65,10 @@ and the ones inside stand for their generator's share of the batch (``restricted
 static shapes, no boolean mask), with ``restrict_fakes=True``. The default, ``False``, trains D_i on
 all of G_i's fakes (a conditional GAN's loss), as the authors' released training code does: the
 restricted form leaves a fake outside A_i unopposed by D_i, so only the guide brings G_i's samples
-into A_i, and with lambda = 0 (Partition GAN) nothing does. Measured on grid25 (3000 steps, seed 0):
-Partition GAN 24 modes unrestricted against 5 restricted (20% of samples inside their partition),
-PGMGAN high-quality rate 0.775 against 0.576.
+into A_i, and with lambda = 0 (Partition GAN) nothing does. Measured on grid25 (3000 steps, seed 0,
+with the guide then summed over the k partitions, ``guide_average=False``): Partition GAN 24 modes
+unrestricted against 5 restricted (20% of samples inside their partition), PGMGAN high-quality rate
+0.775 against 0.576.
 Generator i is drawn with probability pi_i, a running average of
 S's assignments of the real batches. At inference the example's uniform u picks i by inverse CDF
 on pi, and the ``partition`` rejection rule accepts a sample of G_i only when R_i(x) == 0
@@ -92,7 +93,7 @@ import tensorflow as tf
 
 from tfgan_mix.core import GANConfig, MixtureGAN, choose_from_uniform, register_method, select_generator
 from tfgan_mix.core.base import METHOD_SALT, SALTS_PER_STEP, global_sum, real_part
-from tfgan_mix.layers.partitioner import LipschitzPartitioner, ProjectionHead, nearest_neighbours, partition_guide
+from tfgan_mix.layers.partitioner import LipschitzPartitioner, ProjectionHead, nearest_neighbours
 from tfgan_mix.losses import categorical_entropy
 
 _PARTITION_SALT = METHOD_SALT  # the base uses salts 0..d_steps and the last one (test_step)
@@ -388,7 +389,8 @@ class PGMGAN(MixtureGAN):
         return tf.where(since >= 0.0, c.guide_weight * decay, 0.0)
 
     def generator_losses(self, step):
-        """Eq. 8: the adversarial term of G_i against D_i plus lambda_t R_i(G_i(z))."""
+        """Eq. 8: the adversarial term of G_i against D_i plus lambda_t R_i(G_i(z)), with R_i / k when
+        ``guide_average`` (the authors' scale, module doc)."""
         fake, index = self.generate(step.noise, training=True)
         terms = {"g_adv": self.loss_family.generator(pick_column(self.discriminator_logits(fake, True), index))}
         if self.config.guide_weight > 0:
