@@ -88,11 +88,10 @@ def ranking_verdict(table, ranking):
     missing = sorted({label for pair in ranking["pairs"] for label in pair if not values.get(label)})
     if missing:
         return note("report", "ranking-unmeasured", claim=ranking["claim"], missing=", ".join(missing))
+    sign = 1.0 if lower_is_better else -1.0  # compare as "lower is better"
     parts, failed = [], []
     for better, worse in ranking["pairs"]:
-        b, w = (np.asarray(values[label], float) for label in (better, worse))
-        sign = 1.0 if lower_is_better else -1.0  # compare as "lower is better"
-        b, w = sign * b, sign * w
+        b, w = (sign * np.asarray(values[label], float) for label in (better, worse))
         holds = b.mean() < w.mean()
         apart = b.max() < w.min() if holds else w.max() < b.min()
         relation = ("<" if lower_is_better else ">") if holds else ("≥" if lower_is_better else "≤")

@@ -36,7 +36,7 @@ import keras
 import tensorflow as tf
 
 from tfgan_mix.layers.activations import get_activation
-from tfgan_mix.layers.stacked import add_stacked_dense, kmajor_dense, patches3x3, stacked_dense
+from tfgan_mix.layers.stacked import add_stacked_dense, kmajor_conv3x3, kmajor_dense, patches3x3, stacked_dense
 
 
 @keras.saving.register_keras_serializable(package="tfgan_mix")
@@ -209,7 +209,7 @@ class GeneratorBank(keras.layers.Layer):
             if i < self._num_upsamples:
                 x = _upsample_nearest(x)
             x = self._dense(patches3x3(x), kernel, bias) if len(kernel.shape) == 2 \
-                else _kmajor_conv3x3(x, kernel, bias, self._compute)
+                else kmajor_conv3x3(x, *self._compute(kernel, bias))
         return x
 
     def get_config(self):
@@ -230,17 +230,6 @@ class GeneratorBank(keras.layers.Layer):
 def _batch_major(x):
     """Swap the first two axes: (K, B, ...) <-> (B, K, ...)."""
     return tf.transpose(x, [1, 0, *range(2, len(x.shape))])
-
-
-def _kmajor_conv3x3(x, kernel, bias, compute):
-    """Each generator's own 3x3 'same' conv on K-major maps ``(K, B, H, W, C)`` -> ``(K, B, H, W, out)``:
-    the patches of every pixel, one batch matmul over the K members."""
-    kernel, bias = compute(kernel, bias)
-    patches = patches3x3(x)  # (K, B, H, W, 9C)
-    k, h, w = x.shape[0], x.shape[2], x.shape[3]
-    rows = tf.reshape(patches, [k, -1, patches.shape[-1]])
-    out = kmajor_dense(rows, kernel, bias)
-    return tf.reshape(out, [k, tf.shape(x)[1], h, w, kernel.shape[-1]])
 
 
 def _upsample_nearest(x):

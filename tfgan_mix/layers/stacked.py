@@ -61,3 +61,13 @@ def stacked_conv3x3(x, kernel, bias, stride=1, shared_input=False):
     kernel, bias = tf.cast(kernel, x.dtype), tf.cast(bias, x.dtype)
     equation = "bhwp,kpo->bkhwo" if shared_input else "bkhwp,kpo->bkhwo"
     return tf.einsum(equation, patches, kernel) + bias[None, :, None, None, :]
+
+
+def kmajor_conv3x3(x, kernel, bias):
+    """``stacked_conv3x3`` (stride 1) in the K-major layout: ``x`` (K, B, H, W, C), ``kernel``
+    (K, 9C, out) -> (K, B, H, W, out), the 3x3 patches of every pixel through one batch matmul."""
+    kernel, bias = tf.cast(kernel, x.dtype), tf.cast(bias, x.dtype)
+    patches = patches3x3(x)  # (K, B, H, W, 9C)
+    k, h, w = x.shape[0], x.shape[2], x.shape[3]
+    out = kmajor_dense(tf.reshape(patches, [k, -1, patches.shape[-1]]), kernel, bias)
+    return tf.reshape(out, [k, tf.shape(x)[1], h, w, kernel.shape[-1]])
