@@ -13,6 +13,7 @@ from tfgan_mix.export import client, writer
 from tfgan_mix.training.train import TrainSpec, train
 
 ROWS = 20_000
+REQUEST_ROWS = 1000
 # Small nets (the suite's budget), paper 000's three generators and 3 x 7000/5000/3000 data.
 SMALL_NETS = {"generator_units": [64, 64], "discriminator_units": [128, 128], "latent_dim": 32,
               "g_learning_rate": 1e-3, "d_learning_rate": 1e-3}
@@ -29,15 +30,20 @@ MIN_GAP_TV = 0.05
 
 
 def _served(method, options, seed, tmp_path, data="gaussians3", steps=STEPS, batch_size=128, generators=3):
-    """(accepted samples, share of rows accepted) of ``method`` trained on ``data`` and served
-    through its exported ONNX sampler."""
+    """(accepted samples, share of rows accepted, raw samples) of ``method`` trained on ``data``:
+    the first two served through its exported ONNX sampler, the last drawn from the trained model."""
     run_dir = str(tmp_path / f"{method}_{seed}")
     spec = TrainSpec(method=method, data=data, steps=steps, batch_size=batch_size, num_generators=generators,
                      seed=seed, options=options)
-    train(spec, load_dataset(data), run_dir, verbose=0)
+    model, _ = train(spec, load_dataset(data), run_dir, verbose=0)
+    raw = model.sample(ROWS, seed=5)[0]
     version = writer.export_run(run_dir, str(tmp_path / f"{method}_{seed}_export"), formats=("onnx",))
-    out = client.onnx_requester(os.path.join(version, "model.onnx"), seed=11)(ROWS)
-    return out["samples"][out["accepted"]], out["accepted"].mean()
+    request = client.onnx_requester(os.path.join(version, "model.onnx"), seed=11)
+    # Requests of REQUEST_ROWS, as `tfgan-mix sample` and the server's batch limit keep them: one
+    # call's memory is rows x candidates x the manifold rule's balls (13 GB for 20,000 rows of 64).
+    outs = [request(REQUEST_ROWS) for _ in range(ROWS // REQUEST_ROWS)]
+    samples, accepted = np.concatenate([o["samples"] for o in outs]), np.concatenate([o["accepted"] for o in outs])
+    return samples[accepted], accepted.mean(), raw
 
 
 def _fidelity(samples, data):
@@ -56,12 +62,12 @@ def test_npgan_serves_gaussians3_in_the_datas_shares_where_mgan_cannot(tmp_path)
     bounds (the measured failure rate above makes three misses in a row about 1 in 64 for a sound
     method, and a broken router misses on every seed: MGAN's TV shows where it would sit)."""
     data = load_dataset("gaussians3")
-    mgan_samples, mgan_accepted = _served("mgan", SMALL_NETS, 0, tmp_path)
+    mgan_samples, mgan_accepted, _ = _served("mgan", SMALL_NETS, 0, tmp_path)
     mgan = _fidelity(mgan_samples, data)
     assert mgan_accepted >= 0.95 and mgan["mode_tv"] >= MAX_NPGAN_TV + MIN_GAP_TV, mgan
     tried = []
     for seed in NPGAN_SEEDS:
-        samples, accepted = _served("npgan", NPGAN_OPTIONS, seed, tmp_path)
+        samples, accepted, _ = _served("npgan", NPGAN_OPTIONS, seed, tmp_path)
         npgan = _fidelity(samples, data)
         tried.append((seed, round(float(accepted), 4), npgan))
         if accepted >= 0.95 and npgan["off_manifold"] <= MAX_OFF_MANIFOLD and npgan["mode_tv"] <= MAX_NPGAN_TV:
@@ -76,6 +82,9 @@ def test_npgan_serves_gaussians3_in_the_datas_shares_where_mgan_cannot(tmp_path)
 # 0-1 25 modes, 0.41/0.34. The GAN on the same nets 0.030/0.032 (25 modes: it spreads over the grid).
 # Served (this test's path, seeds 0/1): PGMGAN 25 modes, high-quality rate 0.951/0.909; the GAN
 # 0.411/0.455, its calibrated rule unable to reach the outlier target (served outliers 0.48/0.42).
+# At the preset's full budget (6000 steps, 200 units; BENCHMARKS.md, 3 seeds) the raw gap stays
+# (0.76 against 0.065) but the GAN's served rate catches up (0.80 against PGMGAN's 0.81): the
+# served gap is this short budget's, the raw gap is the paper's claim.
 GRID_STEPS = 1500
 GRID_NETS = {"latent_dim": 2, "generator_units": [128, 128], "discriminator_units": [128, 128],
              "g_learning_rate": 5e-4, "d_learning_rate": 5e-4}
@@ -83,6 +92,7 @@ PGMGAN_GRID = {**GRID_NETS, "partition_steps": 400, "partitioner_learning_rate":
                "partitioner_layers": 2, "partitioner_units": 32, "guide_weight": 6.0, "guide_average": False}
 MIN_PGMGAN_HIGH_QUALITY = 0.75
 MIN_GAP_HIGH_QUALITY = 0.25
+MIN_RAW_GAP_HIGH_QUALITY = 0.2
 
 
 def _grid_fidelity(samples, grid):
@@ -98,14 +108,17 @@ def test_pgmgan_serves_grid25_on_the_modes_where_a_gan_bridges_them(tmp_path):
     through its exported default rule (``partition_manifold``: in its own partition and near the
     data), PGMGAN covers all 25 modes with nearly every sample within 3 standard deviations of one;
     a GAN on the same nets and steps, served with its own default (``manifold``), keeps about half
-    of its served samples between the modes, since no threshold on its candidates meets the
-    outlier target with the rows still answered."""
+    of its served samples between the modes, since at this budget no threshold on its candidates
+    meets the outlier target with the rows still answered. The generators' own (raw) samples
+    show the paper's gap too."""
     grid = load_dataset("grid25")
-    pgm_samples, pgm_accepted = _served("pgmgan", PGMGAN_GRID, 0, tmp_path, data="grid25", steps=GRID_STEPS,
+    pgm_samples, pgm_accepted, pgm_raw = _served("pgmgan", PGMGAN_GRID, 0, tmp_path, data="grid25", steps=GRID_STEPS,
                                         batch_size=512, generators=25)
-    gan_samples, gan_accepted = _served("gan", GRID_NETS, 0, tmp_path, data="grid25", steps=GRID_STEPS,
+    gan_samples, gan_accepted, gan_raw = _served("gan", GRID_NETS, 0, tmp_path, data="grid25", steps=GRID_STEPS,
                                         batch_size=512, generators=1)
     pgm, gan = _grid_fidelity(pgm_samples, grid), _grid_fidelity(gan_samples, grid)
     assert pgm_accepted >= 0.95 and gan_accepted >= 0.95, (pgm_accepted, gan_accepted)
     assert pgm["modes"] == 25 and pgm["high_quality"] >= MIN_PGMGAN_HIGH_QUALITY, (pgm, gan)
     assert pgm["high_quality"] >= gan["high_quality"] + MIN_GAP_HIGH_QUALITY, (pgm, gan)
+    pgm_raw, gan_raw = _grid_fidelity(pgm_raw, grid), _grid_fidelity(gan_raw, grid)
+    assert pgm_raw["high_quality"] >= gan_raw["high_quality"] + MIN_RAW_GAP_HIGH_QUALITY, (pgm_raw, gan_raw)
