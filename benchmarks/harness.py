@@ -200,9 +200,9 @@ class Bench:
                     shutil.rmtree(base, ignore_errors=True)
                     version = writer.export_run(self.run_dir(run, seed), base)
                 card = client.read_card(version)
-                onnx, onnx_rate = _served_rows(client.onnx_requester(os.path.join(version, writer.ONNX_FILE), seed),
+                onnx, onnx_rate = client.served_rows(client.onnx_requester(os.path.join(version, writer.ONNX_FILE), seed),
                                                self.profile.samples)
-                saved, _ = _served_rows(client.savedmodel_requester(version, seed), self.profile.samples)
+                saved, _ = client.served_rows(client.savedmodel_requester(version, seed), self.profile.samples)
                 self.log(f"  exported and sampled {run.label} (seed {seed}) in {time.perf_counter() - start:.0f} s")
                 measured = {key: measure(samples, model) if len(samples) else {}
                             for key, samples in (("raw", raw), ("rejected", onnx), ("savedmodel", saved))}
@@ -248,16 +248,6 @@ def _finished_run(out, spec):
         return None
     finished = os.path.exists(os.path.join(out, runs.MODEL_FILE)) and record.get("spec") == _plain(spec)
     return record if finished else None
-
-
-def _served_rows(request, n, batch=1024):
-    """(accepted samples, acceptance) of ``n`` rows drawn from an exported sampler's ``request``."""
-    kept, accepted = [], []
-    for start in range(0, n, batch):
-        out = request(min(batch, n - start))
-        accepted.append(np.asarray(out["accepted"], bool))
-        kept.append(np.asarray(out["samples"])[accepted[-1]])
-    return np.concatenate(kept), float(np.concatenate(accepted).mean())
 
 
 def _preset_data(preset):

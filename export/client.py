@@ -219,6 +219,18 @@ def _first_line(error):
     return text.splitlines()[0][:300] if text else type(error).__name__
 
 
+def served_rows(request, n, batch=1024):
+    """(accepted samples, acceptance) of ``n`` rows drawn from an exported sampler's ``request`` in
+    calls of at most ``batch`` rows: one call's memory grows with rows x candidates (and the
+    manifold rule's balls), so a large ``n`` in one call can take many GB."""
+    kept, accepted = [], []
+    for start in range(0, n, batch):
+        out = request(min(batch, n - start))
+        accepted.append(np.asarray(out["accepted"], bool))
+        kept.append(np.asarray(out["samples"])[accepted[-1]])
+    return np.concatenate(kept), float(np.concatenate(accepted).mean())
+
+
 MIN_ACCEPTANCE = 0.01  # below this share of accepted rows, writing n samples is given up
 
 
