@@ -99,7 +99,7 @@ class Discriminator(Rule):
 
 class NoiseSideRule(Rule):
     """Rules that score the noise, not the sample; the fallback keeps a share of prior draws:
-    paper 004 (section IV-D) disregards "the least likely 25%" of z."""
+    paper 004 (section IV-B, for its image samples) disregards "the least likely 25%" of z."""
 
     KEEP = 0.75
 
