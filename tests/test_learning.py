@@ -123,10 +123,10 @@ def test_npgan_router_splits_gaussians3_by_mode():
     np.testing.assert_allclose(np.sort(usage), np.sort(data_share), atol=0.05)
 
 
-def _noise_regions(model, centres, grid_points=101, min_area=0.01):
+def _noise_regions(model, centres, grid_points=101):
     """NP's routing of the 2-D noise square, on a grid: the median of max_i NP(G_i | z), and each
-    connected region that one generator owns (largest prior) with at least ``min_area`` of the
-    square, as (area, the mode most of its samples land nearest, the share that land there)."""
+    connected region (8-neighbour) that one generator owns by largest prior, as (generator, area,
+    the mode most of its samples land nearest, the share of its samples that land there)."""
     axis = np.linspace(-1.0, 1.0, grid_points, dtype="float32")
     z = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
     prior = model.route({"z": z}).numpy()
@@ -135,13 +135,35 @@ def _noise_regions(model, centres, grid_points=101, min_area=0.01):
     nearest = np.argmin(np.linalg.norm(samples[:, None] - centres[None], axis=-1), axis=1)
     regions = []
     for g in range(prior.shape[1]):
-        labels, count = ndimage.label((owner == g).reshape(grid_points, grid_points))
+        labels, count = ndimage.label((owner == g).reshape(grid_points, grid_points), structure=np.ones((3, 3)))
         for region in range(1, count + 1):
-            cell = (labels == region).ravel()
-            if cell.mean() >= min_area:
-                modes = np.bincount(nearest[cell], minlength=len(centres))
-                regions.append((float(cell.mean()), int(modes.argmax()), float(modes.max() / modes.sum())))
+            in_region = (labels == region).ravel()
+            modes = np.bincount(nearest[in_region], minlength=len(centres))
+            regions.append((g, float(in_region.mean()), int(modes.argmax()), float(modes.max() / modes.sum())))
     return float(np.median(prior.max(1))), regions
+
+
+# What "NP split the noise square" means in the test below. The bounds sit between the measured
+# runs that split (median max prior >= 0.91, areas within 0.035 of the shares, regions pure) and
+# those that did not (0.81 with a region of 0.13 for a 0.20 mode; a region drawing two modes at
+# purity 0.53-0.82).
+MIN_PRIOR_CONFIDENCE = 0.85  # median over the square of max_i NP(G_i | z)
+MIN_REGION_AREA = 0.01  # smaller specks along the borders are not regions; together they may hold
+MIN_COVERED_AREA = 0.97  # ... at most 3% of the square
+MIN_REGION_PURITY = 0.95  # share of a region's samples nearest its mode
+MAX_AREA_ERROR = 0.04  # |region area - its mode's share of the data|
+
+
+def _splits(confidence, regions, wanted, generators):
+    """True when the noise square is split into one region per mode, each with its mode's share;
+    with at least as many generators as modes, each region belongs to a different generator."""
+    regions = sorted((r for r in regions if r[1] >= MIN_REGION_AREA), key=lambda r: r[2])
+    owners = [g for g, _, _, _ in regions]
+    areas = np.array([area for _, area, _, _ in regions])
+    return (confidence >= MIN_PRIOR_CONFIDENCE and [mode for _, _, mode, _ in regions] == list(range(len(wanted)))
+            and areas.sum() >= MIN_COVERED_AREA and min(r[3] for r in regions) >= MIN_REGION_PURITY
+            and np.abs(areas - wanted).max() <= MAX_AREA_ERROR
+            and (generators < len(wanted) or len(set(owners)) == len(owners)))
 
 
 @pytest.mark.slow
@@ -153,14 +175,16 @@ def test_npgan_splits_2d_noise_into_one_region_per_mode_in_the_datas_shares(gene
     mode and its area is that mode's share (7000/5000/3000). The paper's nets and rate (the
     preset's), 1000 steps. Measured (median max prior; areas in mode order against .467/.333/.200):
     3 generators, seeds 0, 1 and 4 split (0.93, 0.91, 0.92; areas within 0.02, every region pure),
-    seed 2 gave one generator too little noise and seed 3 a region that drew two modes; 2
-    generators, seeds 0 and 3 split (0.98, 0.96; .456/.365/.179 and .479/.327/.194), seeds 1 and 2
-    still had one region drawing two modes. A run passes when one of ``NOISE_REGION_SEEDS`` splits.
+    seed 2 gave one generator too little noise (0.81, a 0.13 region for the 0.20 mode) and seed 3
+    had a region drawing two modes; 2 generators, seeds 0, 3 and 4 split (0.98, 0.96, 0.93;
+    .456/.365/.179, .479/.327/.194, .462/.338/.201), seeds 1 and 2 still had one region drawing two
+    modes. With 3 of 5 seeds splitting, all of ``NOISE_REGION_SEEDS`` failing is about 1 in 100 for
+    a sound model; a run passes at its first seed that splits.
     With the preset's 100-d noise NP learns mixture weights instead (median max prior 0.47 on seed
     0, 6000 steps): each generator can map the whole noise space onto its mode, and the paper shows
     the partition in 2-D."""
     dataset = load_dataset("gaussians3")
-    wanted = np.bincount(dataset.labels) / len(dataset.labels)
+    wanted = np.bincount(dataset.labels) / len(dataset.labels)  # labels index dataset.centres
     found = []
     for seed in NOISE_REGION_SEEDS:
         keras.utils.set_random_seed(seed)
@@ -168,13 +192,10 @@ def test_npgan_splits_2d_noise_into_one_region_per_mode_in_the_datas_shares(gene
                                           g_learning_rate=2e-4, d_learning_rate=2e-4))
         model.fit(make_dataset(dataset.x, 256, seed=seed), steps_per_epoch=1000, epochs=1, verbose=0)
         confidence, regions = _noise_regions(model, dataset.centres)
-        found.append(f"seed {seed}: median max prior {confidence:.3f}, regions (area, mode, purity) "
-                     f"{[tuple(round(v, 3) for v in r) for r in regions]}")
-        modes = sorted(mode for _, mode, _ in regions)
-        areas = np.array([area for area, _, _ in sorted(regions, key=lambda r: r[1])])
-        if (confidence >= 0.85 and modes == list(range(len(wanted))) and min(r[2] for r in regions) >= 0.95
-                and np.abs(areas - wanted).max() <= 0.04):
+        if _splits(confidence, regions, wanted, generators):
             return
+        found.append(f"seed {seed}: median max prior {confidence:.3f}, regions (generator, area, mode, purity) "
+                     f"{[tuple(round(v, 3) for v in r) for r in regions]}")
     pytest.fail("NP did not split the 2-d noise square into one region per mode on any seed: " + "; ".join(found))
 
 

@@ -6,6 +6,14 @@ the gate-weighted sum of its children's (Eq. 6), down to linear leaf generators 
 the root's response is sum over leaves of (product of gate values on the path) x G_leaf(z), which
 is exactly MoG's combination with the tree's leaf probabilities as weights, so everything but
 the router is inherited. K = 2**depth leaves; the toy uses depth 3 (8 generators).
+
+Measured on gaussians5 (seed 2; our measurements, not the paper's): after 1500 steps of the
+``hmog_gaussians5`` preset no z had a largest leaf probability above 0.95, and a sample's main leaf
+alone put it on a mode 6% of the time, so samples were blends of leaves, 62% within 0.3 of a mode.
+The authors' released toy recipe (linear leaves straight to x with no trunk, G 8e-3, D 1e-3, Adam
+with amsgrad, batch 16, one critic step, about 47k steps; its default loss is the non-saturating
+one) run on the same data with this tree sharpened the gate for 34% of z, whose samples were all on
+a mode, while the blended rest were half off: 67% within 0.3 of a mode overall.
 """
 import dataclasses
 import math
