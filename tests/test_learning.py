@@ -13,8 +13,9 @@ from scipy import ndimage
 
 import tfgan_mix
 from tfgan_mix.data import load_dataset
-from tfgan_mix.metrics import frechet_distance, generator_usage, mode_proportions, total_variation
+from tfgan_mix.metrics import frechet_distance, generator_usage, mode_proportions, nearest_mode, total_variation
 from tfgan_mix.core import build_model
+from tfgan_mix.training import presets
 from tfgan_mix.training.train import make_dataset
 
 METHODS = tfgan_mix.list_methods()
@@ -113,7 +114,7 @@ def test_npgan_router_splits_gaussians3_by_mode():
     model = build_model("npgan", _small_options(tfgan_mix.get_method("npgan"), 3))
     model.fit(make_dataset(dataset.x, BATCH, seed=0), steps_per_epoch=STEPS, epochs=1, verbose=0)
     samples, generator = model.sample(NUM_EVAL, seed=0)
-    nearest = np.argmin(np.linalg.norm(samples[:, None] - dataset.centres[None], axis=-1), axis=1)
+    nearest = nearest_mode(samples, dataset.centres)
     usage = generator_usage(generator, 3)
     assert np.sum(usage > 0.1) == 3, f"expected three generators in use, got usage {usage}"
     for g in range(3):  # each generator serves essentially one mode
@@ -132,7 +133,7 @@ def _noise_regions(model, centres, grid_points=101):
     prior = model.route({"z": z}).numpy()
     owner = prior.argmax(1)
     samples = model.generators(z).numpy()[np.arange(len(z)), owner]  # each z through its own generator
-    nearest = np.argmin(np.linalg.norm(samples[:, None] - centres[None], axis=-1), axis=1)
+    nearest = nearest_mode(samples, centres)
     regions = []
     for g in range(prior.shape[1]):
         labels, count = ndimage.label((owner == g).reshape(grid_points, grid_points), structure=np.ones((3, 3)))
@@ -183,14 +184,15 @@ def test_npgan_splits_2d_noise_into_one_region_per_mode_in_the_datas_shares(gene
     With the preset's 100-d noise NP learns mixture weights instead (median max prior 0.47 on seed
     0, 6000 steps): each generator can map the whole noise space onto its mode, and the paper shows
     the partition in 2-D."""
-    dataset = load_dataset("gaussians3")
+    preset = presets.load("npgan_gaussians3")
+    dataset = load_dataset(preset["data"])
     wanted = np.bincount(dataset.labels) / len(dataset.labels)  # labels index dataset.centres
     found = []
     for seed in NOISE_REGION_SEEDS:
         keras.utils.set_random_seed(seed)
-        model = build_model("npgan", dict(num_generators=generators, latent_dim=2, seed=seed,
-                                          g_learning_rate=2e-4, d_learning_rate=2e-4))
-        model.fit(make_dataset(dataset.x, 256, seed=seed), steps_per_epoch=1000, epochs=1, verbose=0)
+        options = dict(preset["options"], num_generators=generators, latent_dim=2, seed=seed)
+        model = build_model(preset["method"], options)
+        model.fit(make_dataset(dataset.x, preset["batch_size"], seed=seed), steps_per_epoch=1000, epochs=1, verbose=0)
         confidence, regions = _noise_regions(model, dataset.centres)
         if _splits(confidence, regions, wanted, generators):
             return
