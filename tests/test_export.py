@@ -170,6 +170,20 @@ def test_default_rule_is_the_knn_manifold_of_held_back_data():
     assert score[0] == pytest.approx(0.0, abs=1e-3) and score[1] < -1.0
 
 
+def test_manifold_score_is_the_smallest_ball_ratio_over_every_product_of_balls():
+    """The graph splits the balls into products of ``BALLS_PER_PRODUCT`` columns (500 balls: three
+    full ones and a part); its score is still minus the smallest ratio over all of them, as the
+    numpy twin computes it, wherever that ball falls."""
+    from tfgan_mix.export.rules import Manifold, ball_ratio
+
+    model = build_model("npgan", tiny_options("npgan"))
+    constants = calibrate(model, real=_points().x).constants
+    assert len(constants["radii"]) % Manifold.BALLS_PER_PRODUCT and len(constants["radii"]) > 3 * Manifold.BALLS_PER_PRODUCT
+    points = np.concatenate([constants["centres"][::37] + 0.01, np.random.default_rng(0).normal(0, 3, (300, 2))])
+    score = get_rule("manifold").score(model, constants, {}, tf.constant(points, tf.float32), None).numpy()
+    np.testing.assert_allclose(-score, ball_ratio(points, constants["centres"], constants["radii"]), rtol=1e-3, atol=1e-3)
+
+
 def test_drs_score_is_the_papers_f_against_a_uniform():
     """Azadi et al. 2019, Eq. 8, on hand-computed values, and DRS parity across runtimes."""
     logits = np.array([-2.0, 0.0, 1.0, 3.0])
