@@ -21,6 +21,13 @@ TABLE_TITLES = ("Paper 000, Table 1", "Paper 003", "Paper 002", "Paper 004", "Pa
 SAMPLING_PATHS = ("Keras (tf.function)", "SavedModel signature", "onnxruntime", "REST server", "gRPC server")
 
 
+# The least a speed section holds for the report writer (tests that run the studies alone).
+FAKE_SPEED = {"generator_bank": [{"k": 1, "implementation": "x", "xla": False, "ms_per_step": 1.0}],
+              "matmul_peak_gflops": 10.0, "training_step": {"method": "gan", "layers": 5, "width": 8,
+              "flops_per_step": 1e9, "seconds_per_step": 0.1, "gflops": 5.0},
+              "sampling": [{"path": "onnxruntime", "batch": 1, "samples_per_s": 9.0}]}
+
+
 def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "tfgan_mix.training.cli", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=1500)
@@ -83,12 +90,13 @@ def test_quick_bench_writes_every_table_and_measurement(tmp_path):
     assert peak and float(peak.group(1)) == pytest.approx(speed["matmul_peak_gflops"], abs=0.06)
 
 
-@pytest.mark.timeout(1800)  # about 5 minutes alone; 20 timed out with four other jobs on 2 cores
-def test_quick_sections_measure_raw_served_and_speed(tmp_path, monkeypatch):
-    """The suite's end-to-end bench check: one in-process study (paper003), one served-target
-    study (trained, exported, sampled from the ONNX file and the SavedModel) and the speed section,
-    at the quick profile, through ``run_bench``'s report writing."""
+# Two halves of the suite's end-to-end bench check, so the two test processes can share them.
+@pytest.mark.timeout(1200)  # about 2 minutes alone
+def test_quick_studies_measure_raw_and_served(tmp_path, monkeypatch):
+    """One in-process study (paper003) and one served-target study (trained, exported, sampled from
+    the ONNX file and the SavedModel) at the quick profile, through ``run_bench``'s report writing."""
     monkeypatch.setattr(run, "STUDIES", (study_paper003.paper003, served_studies.served_ring8))
+    monkeypatch.setattr(run, "speed_section", lambda *a, **k: FAKE_SPEED)  # measured by the next test
     path = run.run_bench(str(tmp_path), quick=True, log=lambda m: None)
     report = open(path).read()
     assert "## Paper 003" in report and "## Served samples: ring8" in report and "profile **quick**" in report
@@ -107,7 +115,15 @@ def test_quick_sections_measure_raw_served_and_speed(tmp_path, monkeypatch):
     assert all(not r["errors"] and r["rejected"].get("emd") for r in paper003["rows"][1:] if r is not masked)
     # The GAN's prior masked at generation: half of z kept (r = 0.5), measured like the raw rows.
     assert not masked["errors"] and masked["raw"]["emd"][0] > 0 and 0.4 < masked["acceptance"][0] < 0.6
-    speed = results["speed"]
+
+
+@pytest.mark.timeout(1200)  # about 2 minutes alone
+def test_quick_speed_section_measures_every_path(tmp_path, monkeypatch):
+    """The speed section at the quick profile, alone, through ``run_bench``'s report writing."""
+    monkeypatch.setattr(run, "STUDIES", ())
+    path = run.run_bench(str(tmp_path), quick=True, log=lambda m: None)
+    report = open(path).read()
+    speed = json.loads((tmp_path / "benchmarks" / "results" / "results.json").read_text())["speed"]
     _assert_quick_speed_measured(speed)
     peak = re.search(r"matmul peak .*\*\*([0-9.]+) GFLOP/s\*\*", report)
     assert peak and float(peak.group(1)) == pytest.approx(speed["matmul_peak_gflops"], abs=0.06)
@@ -177,11 +193,7 @@ def _fake_study(key, value, bench_log):
 def test_only_reruns_the_named_sections_and_keeps_the_rest(tmp_path, monkeypatch):
     ran = []
     keys = run.SECTIONS[:-1]
-    fake_speed = {"generator_bank": [{"k": 1, "implementation": "x", "xla": False, "ms_per_step": 1.0}],
-                  "matmul_peak_gflops": 10.0, "training_step": {"method": "gan", "layers": 5, "width": 8,
-                  "flops_per_step": 1e9, "seconds_per_step": 0.1, "gflops": 5.0},
-                  "sampling": [{"path": "onnxruntime", "batch": 1, "samples_per_s": 9.0}]}
-    monkeypatch.setattr(run, "speed_section", lambda *a, **k: fake_speed)
+    monkeypatch.setattr(run, "speed_section", lambda *a, **k: FAKE_SPEED)
     monkeypatch.setattr(run, "STUDIES", tuple(_fake_study(k, 1.0, ran) for k in keys))
     run.run_bench(str(tmp_path), quick=True, log=lambda m: None, command="first")
     first = json.loads((tmp_path / "benchmarks" / "results" / "results.json").read_text())
