@@ -137,7 +137,7 @@ class Manifold(Rule):
     The score is minus the smallest ball-relative distance, -min_j |x - x_j| / r_j, so a score of
     -1 is a ball's edge and calibration can tighten (-0.8) or widen (-1.2) the manifold. At most
     ``MAX_BALLS`` real points are kept (a seeded subsample, radii among the kept points), so the
-    graph holds an (M, d) constant and scores a batch with one matmul.
+    graph holds an (M, d) constant and scores a batch with a few matmuls (``score``).
     """
 
     name = "manifold"
