@@ -7,15 +7,19 @@ import os
 import re
 import subprocess
 import sys
+import time
 
+import keras
 import numpy as np
 import pytest
+from helpers import tiny_model, toy_batches
 
 from tfgan_mix.benchmarks import harness, run
 from tfgan_mix.benchmarks import paper003 as study_paper003
 from tfgan_mix.benchmarks import paper004 as study_paper004
 from tfgan_mix.benchmarks import report as report_writer
 from tfgan_mix.benchmarks import served as served_studies
+from tfgan_mix.benchmarks.speed import _StepClock
 
 TABLE_TITLES = ("Paper 000, Table 1", "Paper 003", "Paper 002", "Paper 004", "Paper 001")
 SAMPLING_PATHS = ("Keras (tf.function)", "SavedModel signature", "onnxruntime", "REST server", "gRPC server")
@@ -361,3 +365,30 @@ def test_miss_cause_names_uncovered_modes_off_manifold_and_shared_generators():
     table = harness.Table("t", "t", [], [row], {}, [], {"m": {"modes": [">=", 3]}})
     missed = served_studies.target_note(table)
     assert "Seed 7, raw samples: no sample on mode(s) 2" in missed and "Seed 4" not in missed
+
+
+def test_step_clock_times_the_steps_and_not_the_fits_setup():
+    """The npgan-against-PyTorch windows time steps only: a 0.4 s stall before the first step (as
+    a fresh dataset iterator sometimes costs) stays out of the clock, a stall between steps is in."""
+    class Stall(keras.callbacks.Callback):
+        def __init__(self, when):
+            super().__init__()
+            self.when = when
+
+        def on_train_begin(self, logs=None):
+            if self.when == "setup":
+                time.sleep(0.4)
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.when == "steps" and batch == 2:
+                time.sleep(0.4)
+
+    model = tiny_model("npgan", seed=0)
+    model.fit(toy_batches((2,)), steps_per_epoch=2, epochs=1, verbose=0)  # tracing
+    seconds = {}
+    for when in ("setup", "steps"):
+        clock = _StepClock()
+        model.fit(toy_batches((2,)), steps_per_epoch=4, epochs=1, verbose=0, callbacks=[Stall(when), clock])
+        assert len(clock.marks) == 2
+        seconds[when] = clock.seconds
+    assert seconds["setup"] < 0.3 < 0.4 <= seconds["steps"]
