@@ -57,9 +57,9 @@ class Profile:
 
 PROFILES = {
     "quick": Profile("quick", step_scale=0.02, seeds=(0,), samples=4000, axes_steps=3, axes_units=(128, 128, 128), axes_seeds=(0,),
-                     judge_steps=50, judge_points=2000, digits_steps=10, digits_seeds=(0,), speed_ks=(1, 4, 16), speed_repeats=3,
+                     judge_steps=50, judge_points=2000, digits_steps=10, digits_seeds=(0,), speed_ks=(1, 4), speed_repeats=3,
                      gflops_width=256, throughput_batches=(1, 64, 4096), load_requests=5,
-                     torch_ks=(3,), torch_steps=3, torch_repeats=2, routed_ks=(1, 16),
+                     torch_ks=(3,), torch_steps=3, torch_repeats=1, routed_ks=(1, 16),
                      candidates=8,  # a smoke run: up to 64 for z-routed methods cost minutes here
                      served_runs=1),
     "full": Profile("full", step_scale=1.0, seeds=(0, 1, 2), samples=20000, axes_steps=500,
