@@ -11,6 +11,9 @@ from tfgan_mix.data import load_dataset
 from tfgan_mix.training import cli, presets
 from tfgan_mix.training import train as T
 
+# The module's fixtures train or export once per process: keep its tests in one process.
+pytestmark = pytest.mark.xdist_group("cli")
+
 TINY = ["--set", "generator_units=[16,16]", "--set", "discriminator_units=[32,32]", "--set", "latent_dim=8"]
 
 

@@ -279,6 +279,7 @@ def manifold_versions(tiny_run, tmp_path_factory):
     return {"default": first, "tight": second, "balls": balls, "radius": radius}
 
 
+@pytest.mark.xdist_group("export_manifold_versions")  # one export of the fixture per process
 def test_savedmodel_loads_like_tf_serving_in_a_fresh_process(manifold_versions):
     """Only TensorFlow, by tag and signature name, as the model server does; saved_model_cli too."""
     version = manifold_versions["default"]
@@ -328,6 +329,7 @@ def test_sample_command_keeps_only_accepted_samples(truncated_export, tmp_path, 
     assert samples.shape == (300, 2) and np.all(np.isfinite(samples))
 
 
+@pytest.mark.xdist_group("export_manifold_versions")  # one export of the fixture per process
 @pytest.mark.parametrize("target", ["savedmodel", "onnx"])
 def test_sample_writes_exactly_n_samples_that_each_passed(manifold_versions, tmp_path, capsys, target):
     """The k-NN rule at a tight radius rejects many candidates (1 per row): every written sample

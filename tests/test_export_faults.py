@@ -14,6 +14,9 @@ import pytest
 from tfgan_mix.export import client, writer
 from tfgan_mix.training import cli
 
+# The module's fixtures train or export once per process: keep its tests in one process.
+pytestmark = pytest.mark.xdist_group("export_faults")
+
 
 @pytest.fixture(scope="module")
 def exported(tiny_run, tmp_path_factory):

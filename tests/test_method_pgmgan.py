@@ -21,6 +21,9 @@ from tfgan_mix.training import presets
 from tfgan_mix.training.strategy import mirrored_strategy
 from tfgan_mix.training.train import make_dataset
 
+# The module's fixtures train or export once per process: keep its tests in one process.
+pytestmark = pytest.mark.xdist_group("method_pgmgan")
+
 GRID_K = 25
 GRID_PARTITION_STEPS = 800  # measured purity: 0.989 at 600 steps (seed 0); 1.0 at 800 (seeds 0, 1, 2)
 

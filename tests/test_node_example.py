@@ -8,6 +8,9 @@ import subprocess
 
 import pytest
 
+# The module's fixtures train or export once per process: keep its tests in one process.
+pytestmark = pytest.mark.xdist_group("node_example")
+
 BALL = math.pi**2 / 2 * 0.9**4 / 2**4  # volume of the 4-ball of radius 0.9 over that of [-1, 1]^4
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "serving", "node")
 

@@ -16,6 +16,9 @@ from tfgan_mix.export.sampler import Rejection, Sampler, ties_choice
 from tfgan_mix.core import build_model
 from tfgan_mix.training.train import TrainSpec, load_run, train
 
+# The module's fixtures train or export once per process: keep its tests in one process.
+pytestmark = pytest.mark.xdist_group("rejection")
+
 ROWS = 4000
 CANDIDATES = 8
 

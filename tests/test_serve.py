@@ -13,6 +13,9 @@ from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, predict
 from tfgan_mix.export import writer
 from tfgan_mix.serving.model_server import serve
 
+# The module's fixtures train or export once per process: keep its tests in one process.
+pytestmark = pytest.mark.xdist_group("serve")
+
 
 @pytest.fixture(scope="module")
 def server(tiny_run, tmp_path_factory):

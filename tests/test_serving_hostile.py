@@ -21,6 +21,9 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tfgan_mix.export import writer
 from tfgan_mix.serving.model_server import REJECTED_ROWS_KEY, serve
 
+# The module's fixtures train or export once per process: keep its tests in one process.
+pytestmark = pytest.mark.xdist_group("serving_hostile")
+
 IDLE_S = 1.0  # the hostile server's header deadline and body deadline
 MAX_BODY = 1 << 16
 MAX_BATCH = 64

@@ -25,6 +25,9 @@ from tfgan_mix.training import callbacks as C
 from tfgan_mix.training import cli
 from tfgan_mix.training import train as T
 
+# The module's fixtures train or export once per process: keep its tests in one process.
+pytestmark = pytest.mark.xdist_group("training_faults")
+
 SUBPROCESS_TIMEOUT_S = 240
 OPTIONS = {"generator_units": [16], "discriminator_units": [16], "latent_dim": 4}
 # 3 epochs of 4 steps: backups after steps 4, 8 and 12.
