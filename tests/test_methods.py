@@ -2,13 +2,12 @@
 
 A new method needs no test of its own to be covered: registering it adds it here.
 """
-import os
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import moved, snapshot, tiny_model, tiny_options, toy_batches
+from helpers import moved, snapshot, tiny_options, toy_batches
 
 import tfgan_mix
 from tfgan_mix.core import build_model
