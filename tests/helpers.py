@@ -33,8 +33,13 @@ def tiny_options(method, images=False):
         options.update(data_shape=(8, 8, 1), generator_filters=(8, 8), discriminator_filters=(8, 8))
     else:
         options["data_shape"] = (2,)
-    if "router_units" in cls.config_class.field_names():
+    fields = cls.config_class.field_names()
+    if "router_units" in fields:
         options["router_units"] = (16,)
+    if "partitioner_blocks" in fields:  # the paper's 60-layer partitioner traced 5 s of one image step
+        options.update(partitioner_blocks=2, partitioner_layers=2, partitioner_units=16)
+    # Critic steps are unrolled in the step graph: two still run the loop (each with its own noise).
+    options["d_steps"] = min(2, cls.config_class().d_steps)
     return options
 
 
