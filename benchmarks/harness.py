@@ -53,15 +53,16 @@ class Profile:
     routed_ks: tuple = (1, 16, 200)  # partitions of the hard-routing comparison (paper 002 runs 200)
     candidates: int | None = None  # sampler candidates per row (None: what export picks for the method)
     served_runs: int | None = None  # runs per served-target table (None: all; the smoke profile takes one)
+    emd_points: int = 2000  # real and generated points in the EMD's exact assignment (O(n^3): 2.7 s at 2000)
 
 
 PROFILES = {
     "quick": Profile("quick", step_scale=0.02, seeds=(0,), samples=4000, axes_steps=3, axes_units=(128, 128, 128), axes_seeds=(0,),
                      judge_steps=50, judge_points=2000, digits_steps=10, digits_seeds=(0,), speed_ks=(1, 4), speed_repeats=3,
-                     gflops_width=256, throughput_batches=(1, 64, 4096), load_requests=5,
+                     gflops_width=256, throughput_batches=(1, 64, 512), load_requests=5,  # 4096 rows x 41 candidates: 18 s
                      torch_ks=(3,), torch_steps=3, torch_repeats=1, routed_ks=(1, 16),
                      candidates=8,  # a smoke run: up to 64 for z-routed methods cost minutes here
-                     served_runs=1),
+                     served_runs=1, emd_points=500),
     "full": Profile("full", step_scale=1.0, seeds=(0, 1, 2), samples=20000, axes_steps=500,
                     axes_units=(256, 256, 256), axes_seeds=(0, 1, 2), judge_steps=2000, judge_points=25600, digits_steps=1000, digits_seeds=(0, 1, 2),
                     speed_ks=(1, 4, 16, 64, 200), speed_repeats=10, gflops_width=1024,
