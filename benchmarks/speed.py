@@ -45,7 +45,7 @@ from tfgan_mix.runs import load_run
 from tfgan_mix.serving.grpc_client import predict_seeds
 from tfgan_mix.serving.model_server import serve
 from tfgan_mix.training import presets
-from tfgan_mix.training.train import TrainSpec, make_dataset, train
+from tfgan_mix.training.train import TrainSpec, make_dataset, resolve_auto_jit, train
 
 
 def median_seconds(function, repeats):
@@ -361,7 +361,8 @@ def speed_section(profile, work_dir, log=print):
     shutil.rmtree(run_dir, ignore_errors=True)
     steps = max(1, round(preset["steps"] * profile.step_scale))
     train(TrainSpec("npgan", "gaussians3", steps, preset["generators"], preset["batch_size"],
-                    options=preset["options"], epoch_steps=steps), load_dataset("gaussians3"), run_dir, verbose=0)
+                    options=preset["options"], epoch_steps=steps), load_dataset("gaussians3"), run_dir,
+          jit_compile=profile.jit_compile, verbose=0)
     export_base = os.path.join(work_dir, "throughput-export")
     shutil.rmtree(export_base, ignore_errors=True)
     version = writer.export_run(run_dir, export_base)
@@ -370,7 +371,7 @@ def speed_section(profile, work_dir, log=print):
     card = read_card(version)
     return {"generator_bank": bank, "matmul_peak_gflops": peak, "training_step": step, "sampling": sampling,
             "sampling_setup": {"rule": card["rejection"]["rule"], "candidates": card["candidates"]},
-            "npgan_vs_torch": torch_rows, "jit_auto_xla": keras_auto_jit(), "routed": routed}
+            "npgan_vs_torch": torch_rows, "jit_auto_xla": train_auto_jit(), "routed": routed}
 
 
 def bank_note(rows, peak, batch=256, layer_sizes=(100, 200, 100, 20, 2)):
@@ -397,9 +398,10 @@ def _paired_ratios(numerator, denominator):
     return f"{min(ratios):.2f} / {statistics.median(ratios):.2f} / {max(ratios):.2f}"
 
 
-def keras_auto_jit():
-    """What ``jit_compile="auto"`` (``tfgan-mix train``'s default) resolves to for npgan here."""
-    return bool(build_model("npgan", _npgan_options(), jit_compile="auto").jit_compile)
+def train_auto_jit():
+    """What ``tfgan-mix train``'s default ``--jit-compile auto`` resolves to for npgan on one device."""
+    model = build_model("npgan", _npgan_options(), jit_compile="auto")
+    return bool(resolve_auto_jit(model, "auto", tf.distribute.get_strategy()))
 
 
 TIE = 0.03  # medians this close count as equal: the spread between repeats is wider

@@ -30,6 +30,21 @@ def test_methods_lists_every_registered_method(capsys):
     assert {"gan", "wgan-gp", "npgan", "mog", "hmog"} <= set(out.split())
 
 
+def test_auto_jit_is_xla_on_one_device_and_keras_choice_elsewhere(cpu_devices):
+    import tensorflow as tf
+    from helpers import tiny_model
+    from tfgan_mix.training.strategy import mirrored_strategy
+
+    one_device = tf.distribute.get_strategy()
+    assert T.resolve_auto_jit(tiny_model("npgan"), "auto", one_device) is True
+    assert T.resolve_auto_jit(tiny_model("npgan"), False, one_device) is False  # an explicit choice stays
+    two = mirrored_strategy(tuple(cpu_devices[:2]))
+    assert T.resolve_auto_jit(tiny_model("npgan", strategy=two), "auto", two) is False  # Keras's, not measured
+    # MIX+GAN placed over devices: XLA compiles a step for one device only.
+    placed = tiny_model("mixgan", num_discriminators=2, placement="model_parallel")
+    assert placed.step_compiles_with_xla is False and T.resolve_auto_jit(placed, "auto", one_device) is False
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """One tiny NPGAN run shared by the tests that read a run directory."""
@@ -44,6 +59,7 @@ def test_train_writes_a_loadable_model_logs_and_run_info(trained_run):
     model = keras.models.load_model(trained_run / T.MODEL_FILE)
     assert model.method_name == "npgan" and model.config.num_generators == 3
     assert int(model.g_optimizer.iterations.numpy()) == 20
+    assert model.jit_compile is True  # the default --jit-compile auto on one device: XLA (measured faster)
     info = json.loads((trained_run / T.RUN_FILE).read_text())
     assert info["method"] == "npgan" and info["steps"] == 20 and info["model_options"]["latent_dim"] == 8
     events = [f for _, _, files in os.walk(trained_run / "logs") for f in files if "tfevents" in f]

@@ -355,7 +355,9 @@ def _parser():
     p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker", "tpu"])
     p.add_argument("--devices", type=_positive_int, help="replicas for --strategy mirrored")
     p.add_argument("--tpu", help="TPU address for --strategy tpu")
-    p.add_argument("--jit-compile", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--jit-compile", default="auto", choices=["auto", "on", "off"],
+                   help="XLA for the train step; auto: on for a one-device run (measured faster), "
+                        "Keras's choice on several replicas or workers")
     p.add_argument("--steps-per-execution", type=_positive_int, default=1,
                    help="train steps per compiled call (use many on TPUs); must divide --epoch-steps' epoch length")
     p.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"],

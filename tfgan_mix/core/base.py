@@ -421,6 +421,12 @@ class MixtureGAN(keras.Model):
 
     # ------------------------------------------------------------------ training
     @property
+    def step_compiles_with_xla(self):
+        """Whether XLA can compile this model's train step as built (every method's can on one
+        device; a method that spreads one step over devices says no)."""
+        return True
+
+    @property
     def current_step(self):
         """The train step being run: the generator optimizer's update count (an int64 variable;
         read it with ``tf.identity`` before the generator's update if the step needs it after),

@@ -142,6 +142,10 @@ class MixGAN(MixtureGAN):
         """Whether G_i / D_j are pinned to their devices now (never under a tf.distribute strategy)."""
         return self.config.placement == "model_parallel" and not tf.distribute.has_strategy()
 
+    @property
+    def step_compiles_with_xla(self):
+        return not self.model_parallel()
+
     def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
         """As the base; XLA compiles a step for one device, so placement turns ``jit_compile="auto"`` off
         and refuses ``jit_compile=True``."""
