@@ -54,6 +54,7 @@ class Profile:
     candidates: int | None = None  # sampler candidates per row (None: what export picks for the method)
     served_runs: int | None = None  # runs per served-target table (None: all; the smoke profile takes one)
     emd_points: int = 2000  # real and generated points in the EMD's exact assignment (O(n^3): 2.7 s at 2000)
+    jit_compile: str | bool = "auto"  # training runs' setting (auto: what `tfgan-mix train` does)
 
 
 PROFILES = {
@@ -62,7 +63,8 @@ PROFILES = {
                      gflops_width=256, throughput_batches=(1, 64, 512), load_requests=5,  # 4096 rows x 41 candidates: 18 s
                      torch_ks=(3,), torch_steps=3, torch_repeats=1, routed_ks=(1, 16),
                      candidates=8,  # a smoke run: up to 64 for z-routed methods cost minutes here
-                     served_runs=1, emd_points=500),
+                     served_runs=1, emd_points=500,
+                     jit_compile=False),  # runs of a few steps: XLA's compile would be most of them
     "full": Profile("full", step_scale=1.0, seeds=(0, 1, 2), samples=20000, axes_steps=500,
                     axes_units=(256, 256, 256), axes_seeds=(0, 1, 2), judge_steps=2000, judge_points=25600, digits_steps=1000, digits_seeds=(0, 1, 2),
                     speed_ks=(1, 4, 16, 64, 200), speed_repeats=10, gflops_width=1024,
@@ -115,7 +117,7 @@ class Bench:
             return runs.load_run(out), record["losses"]
         shutil.rmtree(out, ignore_errors=True)
         start = time.perf_counter()
-        model, history = train(spec, self.dataset(spec.data), out, verbose=0)
+        model, history = train(spec, self.dataset(spec.data), out, jit_compile=self.profile.jit_compile, verbose=0)
         seconds = time.perf_counter() - start
         self.timings.append({"run": run.label, "seed": seed, "steps": steps, "seconds": seconds})
         self.log(f"  trained {run.label} (seed {seed}, {steps} steps) in {seconds:.0f} s")
