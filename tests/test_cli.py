@@ -121,10 +121,11 @@ def test_preset_fills_method_data_and_generators(tmp_path, capsys):
 
 def test_image_run_draws_grids_and_saliency(tmp_path, capsys):
     out = tmp_path / "digits"
-    code, _, err = run(capsys, "train", "--method", "mog", "--data", "digits", "--generators", "2", "--steps", "3",
-                       "--batch-size", "32", "--out", out, "--set", "generator_filters=[8,8]",
-                       "--set", "discriminator_filters=[8,8]", "--set", "latent_dim=8")
+    code, printed, err = run(capsys, "train", "--method", "mog", "--data", "digits", "--generators", "2", "--steps", "3",
+                             "--batch-size", "32", "--out", out, "--set", "generator_filters=[8,8]",
+                             "--set", "discriminator_filters=[8,8]", "--set", "latent_dim=8", "--jit-compile", "off")
     assert code == 0, err
+    assert "XLA off" in printed and T.load_run(out).jit_compile is False  # as asked
     code, _, _ = run(capsys, "evaluate", out, "--data", "digits", "--num-samples", "64")
     assert code == 0
     for picture in ("samples_by_generator.png", "saliency.png"):
@@ -163,6 +164,7 @@ def test_train_with_mixed_precision_and_several_steps_per_execution(tmp_path, ca
                            "--epoch-steps", "5", "--steps-per-execution", "5", "--precision", "mixed_float16",
                            "--batch-size", "64", "--out", out, "--set", "router_units=[8]", *TINY)
     assert code == 0, printed
+    assert "XLA on" in printed  # the default on one device, with float16 and 5 steps per call
     model = T.load_run(out)
     assert model.config.precision == "mixed_float16" and model.generators.compute_dtype == "float16"
     assert int(model.g_optimizer.iterations.numpy()) == 10

@@ -95,7 +95,7 @@ def cmd_train(args):
     # TPUs run XLA only: the TPU path always compiles, as the CPU tests do with jit_compile=True.
     jit = True if args.strategy == "tpu" else _jit(args.jit_compile)
     try:
-        _, history = T.train(spec, dataset, args.out, strategy=strategy, jit_compile=jit, overwrite=args.overwrite)
+        model, history = T.train(spec, dataset, args.out, strategy=strategy, jit_compile=jit, overwrite=args.overwrite)
     except T.TrainingDiverged as error:  # not bad input: the run itself failed
         print(f"tfgan-mix train: error: {error}", file=sys.stderr)
         return 1
@@ -103,7 +103,8 @@ def cmd_train(args):
     trained = len(history.epoch) * T.epoch_plan(args.steps, args.epoch_steps)[0]  # fewer when resumed
     resumed = f" (resumed from a backup at step {args.steps - trained})" if trained < args.steps else ""
     print(f"trained {args.method} on {dataset.name} for {args.steps} steps{resumed}; {trained} steps in this "
-          f"run took {seconds:.1f} s ({trained / seconds:.1f} steps/s, start-up included)")
+          f"run took {seconds:.1f} s ({trained / seconds:.1f} steps/s, start-up included; "
+          f"XLA {'on' if model.jit_compile else 'off'})")
     run_dir = T.worker_dir(args.out)
     print(f"model: {os.path.join(run_dir, T.MODEL_FILE)}")
     print(f"tensorboard --logdir {os.path.join(run_dir, 'logs')}")
