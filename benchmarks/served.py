@@ -49,10 +49,11 @@ OWN_MIXTURES = (
 )
 
 
-def served_measure(reference, with_emd=False, emd_points=2000):
+def served_measure(reference, emd_points=None):
     """Figures of a sample set against ``reference`` (a draw with labels and centres): paper 000's
     off-manifold rate, modes covered and share within 3 std (the grid protocol, largest std), and
-    the TV between nearest-centre shares and the reference's label shares; EMD if asked."""
+    the TV between nearest-centre shares and the reference's label shares; the EMD on ``emd_points``
+    points when given."""
     shares = data_shares(reference)
     std = float(np.max(reference.stds))
 
@@ -62,7 +63,7 @@ def served_measure(reference, with_emd=False, emd_points=2000):
         out = {"off_manifold": M.off_manifold_rate(flat, reference.x, reference.labels, reference.centres),
                "modes": stats["modes_recovered"], "mode_tv": M.total_variation(M.mode_proportions(flat, reference.centres), shares),
                "within_3_std": stats["high_quality_rate"]}
-        if with_emd:
+        if emd_points:
             out["emd"] = M.earth_movers_distance(reference.x, flat, max_points=emd_points)
         return out
 
@@ -150,7 +151,7 @@ def _served_table(bench, key, title, runs, reference, targets, columns=SERVED_CO
     for run in runs:
         bench.log(f"{key}: {run.label}")
         data = reference[run.label] if isinstance(reference, dict) else reference
-        rows.append(bench.served(run, bench.profile.seeds, served_measure(data, with_emd, bench.profile.emd_points), generator_diagnosis(data)))
+        rows.append(bench.served(run, bench.profile.seeds, served_measure(data, bench.profile.emd_points if with_emd else None), generator_diagnosis(data)))
     targets = {label: goal for label, goal in targets.items() if any(r["label"] == label for r in rows)}
     table = Table(key, title, columns, rows, {}, [], targets)
     table.notes = [target_note(table), savedmodel_note(rows), *notes,

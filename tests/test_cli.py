@@ -5,11 +5,14 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from helpers import tiny_model
 
 import tfgan_mix
 from tfgan_mix.data import load_dataset
 from tfgan_mix.training import cli, presets
 from tfgan_mix.training import train as T
+from tfgan_mix.training.strategy import mirrored_strategy
 
 # The module's fixtures train or export once per process: keep its tests in one process.
 pytestmark = pytest.mark.xdist_group("cli")
@@ -31,10 +34,6 @@ def test_methods_lists_every_registered_method(capsys):
 
 
 def test_auto_jit_is_xla_on_one_device_and_keras_choice_elsewhere(cpu_devices):
-    import tensorflow as tf
-    from helpers import tiny_model
-    from tfgan_mix.training.strategy import mirrored_strategy
-
     one_device = tf.distribute.get_strategy()
     assert T.resolve_auto_jit(tiny_model("npgan"), "auto", one_device) is True
     assert T.resolve_auto_jit(tiny_model("npgan"), False, one_device) is False  # an explicit choice stays

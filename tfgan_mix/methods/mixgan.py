@@ -149,11 +149,11 @@ class MixGAN(MixtureGAN):
     def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
         """As the base; XLA compiles a step for one device, so placement turns ``jit_compile="auto"`` off
         and refuses ``jit_compile=True``."""
-        if self.model_parallel() and kwargs.get("jit_compile") is True:
+        if not self.step_compiles_with_xla and kwargs.get("jit_compile") is True:
             raise ValueError("mixgan: placement='model_parallel' spreads a step over devices, which XLA cannot "
                              "compile; use jit_compile=False (or placement='none')")
         super().compile(d_optimizer, g_optimizer, **kwargs)
-        if self.model_parallel():
+        if not self.step_compiles_with_xla:
             self.jit_compile = False
 
     # ------------------------------------------------------------------ noise
