@@ -1,10 +1,12 @@
 """Paper 003, section 4.1: earth mover's distance on ring8 for a GAN and for masked and weighted
-prior resampling. The notes' words are in ``notes/paper003.md``."""
+prior resampling, with the served tables' figures beside it: outliers (the paper's case for the
+prior selection) and the two things an EMD on ring8 adds up, how far the mode shares are from the
+data's and how tightly samples sit on their mode. The notes' words are in ``notes/paper003.md``."""
 import numpy as np
 import tensorflow as tf
 
-from tfgan_mix import metrics as M
-from tfgan_mix.benchmarks.harness import Run, Table, chain, note, ranking
+from tfgan_mix.benchmarks.harness import Run, Table, chain, note, number, ranking
+from tfgan_mix.benchmarks.served import served_measure
 from tfgan_mix.data.toy import RING8_RADIUS
 from tfgan_mix.methods.masked_prior import MaskedPriorConfig, masked_resample, num_kept
 
@@ -15,7 +17,8 @@ MASKED_AT_GENERATION = "GAN, prior masked only at generation"
 def paper003(bench):
     """Paper 003, section 4.1: EMD on ring8 for a GAN, masked and weighted prior resampling."""
     points = bench.profile.emd_points  # real and generated points in the exact assignment
-    measure = _emd_measure(bench.dataset("ring8"), points)
+    data = bench.dataset("ring8")
+    measure = served_measure(data, emd_points=points)  # the served tables' figures, with the EMD
     runs = [Run("GAN (same WGAN-GP, no prior selection)", "masked_prior_ring8", method="gan"),
             Run("masked prior", "masked_prior_ring8"), Run("weighted prior", "weighted_prior_ring8")]
     rows = [bench.reference("real data (reference: a second draw)", "ring8", measure)]
@@ -29,9 +32,13 @@ def paper003(bench):
     # Section 4.1's order, best first: weighted 0.0891 < masked 0.1328 < GAN 0.3195 < GAN masked at generation 0.3378.
     order = ranking("EMD weighted prior < masked prior < GAN < GAN with its prior masked only at generation", "emd",
                     chain([runs[2].label, runs[1].label, runs[0].label, MASKED_AT_GENERATION]))
-    return Table("paper003", "Paper 003, section 4.1: earth mover's distance on ring8", [("emd", "EMD", True)],
+    columns = [("emd", "EMD", True), ("off_manifold", "off-manifold rate", True), ("mode_tv", "mode-share TV", True),
+               ("within_3_std", "share within 3 std", False)]
+    return Table("paper003", "Paper 003, section 4.1: earth mover's distance on ring8", columns,
                  rows, paper, rankings=[order], notes=[
                      note("paper003", "emd", points=points),
+                     note("paper003", "shares-and-width", std=float(data.stds[0])),
+                     _order_note(rows, runs),
                      note("paper003", "masked-at-generation", label=MASKED_AT_GENERATION, pre_sample=PRE_SAMPLE),
                      note("paper003", "against-the-paper", points=points, radius=RING8_RADIUS, seeds=len(bench.profile.seeds)),
                  ])
@@ -72,5 +79,16 @@ def masked_generation(model, n, rate, seed):
     return np.concatenate(parts)[:n], num_kept(PRE_SAMPLE, rate) / PRE_SAMPLE
 
 
-def _emd_measure(dataset, points):
-    return lambda s, m: {"emd": M.earth_movers_distance(dataset.x, s, max_points=points)}
+def _order_note(rows, runs):
+    """Which of the two parts of the EMD the prior selection changed, from the rows' means: the
+    paper's case for it is a GAN whose shares are off ("two modes have gotten a lot of mass")."""
+    def means(label, part="raw"):
+        row = next(r for r in rows if r["label"] == label)
+        return {k: float(np.mean(v)) for k, v in row[part].items()}
+    gan, at_generation = means(runs[0].label), means(MASKED_AT_GENERATION)
+    masked = means(runs[1].label, "rejected")  # masked prior through its own rule, as it generates
+    key = "selection-skews-shares" if gan["mode_tv"] < min(masked["mode_tv"], at_generation["mode_tv"]) \
+        else "selection-evens-shares"
+    return note("paper003", key, gan_tv=number(gan["mode_tv"]), gan_near=number(gan["within_3_std"]), gan_off=number(gan["off_manifold"]),
+                masked_tv=number(masked["mode_tv"]), masked_near=number(masked["within_3_std"]),
+                generation_tv=number(at_generation["mode_tv"]), generation_near=number(at_generation["within_3_std"]))

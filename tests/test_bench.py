@@ -117,6 +117,7 @@ def test_quick_studies_measure_raw_and_served(tmp_path, monkeypatch):
     assert paper003["rows"][0]["reference"] and len(paper003["rows"]) == 5
     masked = next(r for r in paper003["rows"] if r["label"] == study_paper003.MASKED_AT_GENERATION)
     assert all(not r["errors"] and r["rejected"].get("emd") for r in paper003["rows"][1:] if r is not masked)
+    assert all(set(r["raw"]) == {"emd", "off_manifold", "modes", "mode_tv", "within_3_std"} for r in paper003["rows"])
     # The GAN's prior masked at generation: half of z kept (r = 0.5), measured like the raw rows.
     assert not masked["errors"] and masked["raw"]["emd"][0] > 0 and 0.4 < masked["acceptance"][0] < 0.6
 
@@ -293,6 +294,22 @@ def test_weak_seeds_are_named_and_good_runs_are_not():
     assert "HMoG seed 1 (3 of 5 modes, 0.0300" in note and "HMoG seed 2 (5 of 5 modes, 0.4000" in note
     assert "HMoG seed 0" not in note and "MoG seed" not in note.replace("HMoG seed", "")
     assert "Every seed" in study_paper004._weak_seeds_note(rows[2:], 5, (0,))
+
+
+def test_paper003_note_says_whether_prior_selection_skewed_or_evened_the_mode_shares():
+    runs = [harness.Run("GAN", "masked_prior_ring8", method="gan"), harness.Run("masked", "masked_prior_ring8")]
+
+    def rows(gan_tv, generation_tv, masked_tv):
+        figures = lambda tv: {"mode_tv": [tv, tv], "within_3_std": [0.1, 0.1], "off_manifold": [0.01, 0.01]}
+        return [{"label": "GAN", "raw": figures(gan_tv)},
+                {"label": study_paper003.MASKED_AT_GENERATION, "raw": figures(generation_tv)},
+                {"label": "masked", "raw": figures(0.0), "rejected": figures(masked_tv)}]
+
+    skewed = study_paper003._order_note(rows(0.02, 0.25, 0.08), runs)
+    assert "adds one" in skewed and "mode-share TV 0.2500" in skewed and "own rule 0.0800" in skewed
+    # The masked prior is judged through its own rule (the rejected figures), not its raw ones.
+    evened = study_paper003._order_note(rows(0.30, 0.25, 0.08), runs)
+    assert "adds one" not in evened and "off by TV 0.3000" in evened
 
 
 def test_resume_reuses_a_finished_run_with_the_same_spec_only(tmp_path):
