@@ -91,4 +91,5 @@ def _order_note(rows, runs):
         else "selection-evens-shares"
     return note("paper003", key, gan_tv=number(gan["mode_tv"]), gan_near=number(gan["within_3_std"]), gan_off=number(gan["off_manifold"]),
                 masked_tv=number(masked["mode_tv"]), masked_near=number(masked["within_3_std"]),
+                masked_off=number(masked["off_manifold"]),
                 generation_tv=number(at_generation["mode_tv"]), generation_near=number(at_generation["within_3_std"]))
