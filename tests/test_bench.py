@@ -296,6 +296,19 @@ def test_weak_seeds_are_named_and_good_runs_are_not():
     assert "Every seed" in study_paper004._weak_seeds_note(rows[2:], 5, (0,))
 
 
+def test_paper000_names_the_seeds_that_drew_fewer_modes():
+    from tfgan_mix.benchmarks import paper000 as study_paper000
+
+    rows = [{"label": "real", "reference": True, "raw": {"modes": [3.0], "mode_tv": [0.0]}},
+            {"label": "NPGAN 2Gen gaussians3", "raw": {"modes": [2.0, 3.0, 2.0], "mode_tv": [0.2, 0.01, 0.21]}},
+            {"label": "MGAN 2Gen gaussians3", "raw": {"modes": [3.0], "mode_tv": [0.1]}},
+            {"label": "NPGAN 2Gen parabolas", "raw": {"uncovered": [0.9]}}]
+    note = study_paper000._dropped_modes_note(rows, 3, (0, 1, 2))
+    assert "NPGAN 2Gen gaussians3 seed 0 (2 of 3 modes, mode-share TV 0.2000)" in note
+    assert "NPGAN 2Gen gaussians3 seed 2 (2 of 3 modes" in note and "seed 1" not in note and "MGAN" not in note
+    assert "drew all 3 modes" in study_paper000._dropped_modes_note(rows[2:], 3, (0,))
+
+
 def test_paper003_note_says_whether_prior_selection_skewed_or_evened_the_mode_shares():
     runs = [harness.Run("GAN", "masked_prior_ring8", method="gan"), harness.Run("masked", "masked_prior_ring8")]
 
