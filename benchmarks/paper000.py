@@ -65,8 +65,8 @@ def _rankings():
 
 
 def _dropped_modes_note(rows, num_modes, seeds):
-    """Name the gaussians3 seeds that drew fewer than every mode: their off-manifold rate is low
-    partly because a mode, and the space between it and the others, has no samples."""
+    """Name the gaussians3 seeds that drew fewer than every mode: their off-manifold rate counts
+    nothing at the missing mode or between it and the others."""
     dropped = [note("paper000", "dropped-mode-seed", label=row["label"], seed=seeds[i], modes=number(modes),
                     num_modes=num_modes, tv=number(row["raw"]["mode_tv"][i]))
                for row in rows if not row.get("reference")

@@ -89,7 +89,8 @@ def _order_note(rows, runs):
     masked = means(runs[1].label, "rejected")  # masked prior through its own rule, as it generates
     key = "selection-skews-shares" if gan["mode_tv"] < min(masked["mode_tv"], at_generation["mode_tv"]) \
         else "selection-evens-shares"
-    return note("paper003", key, gan_tv=number(gan["mode_tv"]), gan_near=number(gan["within_3_std"]), gan_off=number(gan["off_manifold"]),
+    return note("paper003", key,
+                gan_tv=number(gan["mode_tv"]), gan_near=number(gan["within_3_std"]), gan_off=number(gan["off_manifold"]),
                 masked_tv=number(masked["mode_tv"]), masked_near=number(masked["within_3_std"]),
-                masked_off=number(masked["off_manifold"]),
-                generation_tv=number(at_generation["mode_tv"]), generation_near=number(at_generation["within_3_std"]))
+                masked_off=number(masked["off_manifold"]), generation_tv=number(at_generation["mode_tv"]),
+                generation_near=number(at_generation["within_3_std"]))

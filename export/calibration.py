@@ -27,8 +27,9 @@ CALIBRATION_JUDGES = 3  # calibration judges outliers on this many disjoint part
 CALIBRATION_DRAWS = 20_000
 MIN_SHARE = 0.01  # generators used less than this are not held to the row-acceptance floor
 CONFIDENCE = 0.95  # the served outlier rate's upper bound that must meet the target
-# Where rows are routed by data region, the most the regions' shares may move (TV, served vs raw): "without skewing
-# modes" is a constraint like the row floor; the outlier target is met within both or reported unmet.
+# Where rows are routed by data region, the most the regions' shares may move (TV, served vs raw):
+# "without skewing modes" is a constraint like the row floor; the outlier target is met within both
+# or reported unmet.
 MAX_SHARE_SHIFT = 0.02
 
 
@@ -107,8 +108,8 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
     outliers (``target_met`` False). Inputs are per-candidate numpy arrays of one calibration draw.
 
     ``fallback``: ``generator`` is a data region and a row that finds no passing candidate in its
-    own region takes any passing one (the sampler's route for blended generators and a lone one). Then the floor
-    holds for rows overall, and the regions' shares, which the fallback rows move, may move by at
+    own region takes any passing one (the sampler's route for blended generators and a lone one).
+    Then the floor holds for rows overall, and the regions' shares, which the fallback rows move, may move by at
     most ``MAX_SHARE_SHIFT`` (TV; recorded as ``expected_share_shift``)."""
     scores, outlier, generator = np.asarray(scores), np.asarray(outlier, bool), np.asarray(generator)
     one_hot = np.eye(num_generators)[generator]  # (N, K)

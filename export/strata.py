@@ -16,8 +16,8 @@ rows; cells finer than the modes keep the modes' shares too (a mode's share is i
 generators that serve distinct samples the generator stays the row's route and the region only
 orders its passing candidates; for blended generators (``MixtureGAN.blended_generators``) and a
 lone generator, whose samples span every region, the region is the route
-(``sampler.routes_by_region``), and a row whose region has no passing candidate takes any passing one;
-calibration keeps the shift this causes within ``calibration.MAX_SHARE_SHIFT``. Simulated on the
+(``sampler.routes_by_region``), and a row whose region has no passing candidate takes any passing
+one; calibration keeps the shift this causes within ``calibration.MAX_SHARE_SHIFT``. Simulated on the
 same draws with 64 candidates per row, MoG at threshold -0.53: 97% of rows find a passing
 candidate in their own region, served off-manifold 0.004, mode TV 0.020 (raw 0.016).
 """
