@@ -109,8 +109,8 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
 
     ``fallback``: ``generator`` is a data region and a row that finds no passing candidate in its
     own region takes any passing one (the sampler's route for blended generators and a lone one).
-    Then the floor holds for rows overall, and the regions' shares, which the fallback rows move, may move by at
-    most ``MAX_SHARE_SHIFT`` (TV; recorded as ``expected_share_shift``)."""
+    Then the floor holds for rows overall, and the regions' shares, which the fallback rows move,
+    may move by at most ``MAX_SHARE_SHIFT`` (TV; recorded as ``expected_share_shift``)."""
     scores, outlier, generator = np.asarray(scores), np.asarray(outlier, bool), np.asarray(generator)
     one_hot = np.eye(num_generators)[generator]  # (N, K)
     shares = one_hot.mean(0)

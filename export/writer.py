@@ -231,8 +231,8 @@ def model_card(sampler, heldout, formats):
 def _routing(sampler):
     if sampler.by_region:
         return (f"by data region: passing candidates in the row's first candidate's region (one of "
-                f"{len(sampler.regions)}) first, else any passing one; one generator's samples span the regions (blended "
-                "generators, or a lone one), so the regions' shares are kept, not the generators'")
+                f"{len(sampler.regions)}) first, else any passing one; one generator's samples span the regions "
+                "(blended generators, or a lone one), so the regions' shares are kept, not the generators'")
     choice = ("tied: a row's candidates share its generator" if sampler.tie_choice else
               "matched: a candidate counts only when it routes to the row's first candidate's generator")
     if sampler.regions is None:

@@ -189,10 +189,15 @@ def test_region_fallback_keeps_shares_within_the_bound():
 
 @register_rule
 class RejectsRegionZero(Rule):
-    """Test rule: candidates in data region 0 pass with probability 0.3, all others pass."""
+    """Test rule: candidates in data region 0 pass with probability 0.3, all others pass. Fitted
+    (for ``calibrate``), its regions are the ones calibration fits on the same real data."""
 
     name = "test_rejects_region_zero"
     extra_noise = {"test_u": ((), "uniform01")}
+    needs_real = True
+
+    def fit(self, model, real):
+        return {"regions": strata.fit_regions(real)}
 
     def score(self, model, constants, noise, samples, generator):
         in_zero = tf.equal(strata.nearest_region(samples, constants["regions"]), 0)
@@ -227,22 +232,6 @@ def test_rows_keep_the_data_regions_shares_under_rejection(method):
         assert M.total_variation(plain, raw_shares) > 0.05, (plain, raw_shares)
 
 
-@register_rule
-class ScoresRegionZeroLow(Rule):
-    """Test rule: candidates in data region 0 (of the regions calibration fits) score below all others."""
-
-    name = "test_scores_region_zero_low"
-    extra_noise = {"test_u": ((), "uniform01")}
-    needs_real = True
-
-    def fit(self, model, real):
-        return {"regions": strata.fit_regions(real)}
-
-    def score(self, model, constants, noise, samples, generator):
-        in_zero = tf.equal(strata.nearest_region(samples, constants["regions"]), 0)
-        return tf.where(in_zero, 0.5, 1.0) - 0.5 * noise["test_u"]
-
-
 class RegionZeroIsOutlying:
     """Test judge: every sample in data region 0 is an outlier."""
 
@@ -263,11 +252,11 @@ def test_a_lone_generator_keeps_the_data_regions_shares_under_a_calibrated_thres
     the region, and the served rows keep the raw shares."""
     keras.utils.set_random_seed(0)
     model = build_model("gan", tiny_options("gan"))
-    model.rejection_rules = (*model.rejection_rules, ScoresRegionZeroLow.name)  # this model only
+    model.rejection_rules = (*model.rejection_rules, RejectsRegionZero.name)  # this model only
     raw, _ = model.generate(model.sample_noise(20_000, tf.constant([5, 0], tf.int64)))
     raw = raw.numpy()
     regions = strata.fit_regions(raw)
-    rejection = calibrate(model, ScoresRegionZeroLow.name, real=raw, judge=RegionZeroIsOutlying(regions))
+    rejection = calibrate(model, RejectsRegionZero.name, real=raw, judge=RegionZeroIsOutlying(regions))
     found = rejection.calibration
     assert not found.target_met and found.expected_share_shift <= calibration.MAX_SHARE_SHIFT, found
     rows = 2 * ROWS
