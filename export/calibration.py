@@ -94,7 +94,8 @@ def row_acceptance(acceptance, shares, candidates, matched):
     """P(a row of generator i finds an accepted candidate among ``candidates``).
 
     ``matched``: the row's generator comes from its first candidate and another candidate counts
-    only when it routes to the same generator (probability ~ share_i), as for z-dependent routers."""
+    only when it routes to the same generator (probability ``shares``: ~ share_i), as for
+    z-dependent routers and for data regions."""
     a = np.asarray(acceptance)
     if not matched:
         return 1.0 - (1.0 - a) ** candidates
@@ -102,18 +103,27 @@ def row_acceptance(acceptance, shares, candidates, matched):
 
 
 def choose_threshold(scores, outlier, generator, num_generators, *, candidates, matched,
-                     target=DEFAULT_OUTLIER_TARGET, floor=DEFAULT_ROW_ACCEPTANCE, fallback=False):
+                     target=DEFAULT_OUTLIER_TARGET, floor=DEFAULT_ROW_ACCEPTANCE, fallback=False,
+                     groups=None, tied=False):
     """The loosest threshold on ``scores`` meeting ``target`` with every generator's row acceptance
     >= ``floor``; when none meets the target, the floor-keeping threshold with the fewest served
     outliers (``target_met`` False). Inputs are per-candidate numpy arrays of one calibration draw.
 
-    ``fallback``: ``generator`` is a data region and a row that finds no passing candidate in its
-    own region takes any passing one (the sampler's route for blended generators and a lone one).
-    Then the floor holds for rows overall, and the regions' shares, which the fallback rows move,
-    may move by at most ``MAX_SHARE_SHIFT`` (TV; recorded as ``expected_share_shift``)."""
+    ``fallback``: ``generator`` is a route with data regions in it (a region, or a (generator,
+    region) cell) and a row that finds no passing candidate on its own route takes a passing one of
+    its route's group: ``groups`` gives each route's group (the cell's generator; by default one
+    group, so any passing candidate). Then the floor holds for a group's rows overall, and the
+    routes' shares, which the fallback rows move, may move by at most ``MAX_SHARE_SHIFT`` (TV;
+    recorded as ``expected_share_shift``). ``tied``: a row's candidates all lie in its group (the
+    generator drawn from ``u`` alone), so another candidate shares the row's route with probability
+    share_route / share_group rather than share_route."""
     scores, outlier, generator = np.asarray(scores), np.asarray(outlier, bool), np.asarray(generator)
     one_hot = np.eye(num_generators)[generator]  # (N, K)
     shares = one_hot.mean(0)
+    groups = np.zeros(num_generators, int) if groups is None else np.asarray(groups)
+    in_group = np.eye(groups.max() + 1)[groups]  # (K, G): route -> group
+    group_shares = in_group @ (shares @ in_group)  # (K,) each route's group's share
+    match = shares / np.maximum(group_shares, 1e-12) if tied else shares
     held = shares >= MIN_SHARE
     # Every distinct score is a candidate threshold: with candidates in descending score order, the
     # ones passing threshold s_(i) are the first i + 1, so cumulative sums count them for all at once.
@@ -124,12 +134,12 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
     per_gen_outliers = np.cumsum(one_hot[order] * outlier[order, None], axis=0)[last_of_ties]
     thresholds = descending[last_of_ties]
     acceptance = per_gen_passed / np.maximum(one_hot.sum(0), 1)
-    rows = row_acceptance(acceptance, shares, candidates, matched)  # (T, K)
+    rows = row_acceptance(acceptance, match, candidates, matched)  # (T, K)
     outlier_rate = per_gen_outliers / np.maximum(per_gen_passed, 1)
     weight = shares * rows
     shift = np.zeros(len(thresholds))
     if fallback:
-        weight, rows = _with_fallback(weight, per_gen_passed, candidates)
+        weight, rows = _with_fallback(weight, shares, per_gen_passed, candidates, in_group, tied)
         shift = 0.5 * np.abs(weight / np.maximum(weight.sum(1, keepdims=True), 1e-12) - shares).sum(1)
         rows = np.where(shift[:, None] <= MAX_SHARE_SHIFT, rows, 0.0)  # a larger shift fails the floor
     served = (weight * outlier_rate).sum(1) / np.maximum(weight.sum(1), 1e-12)
@@ -150,19 +160,27 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
                        float(shift[best]) if fallback else None)
 
 
-def _with_fallback(weight, passed, candidates):
-    """(served region weights, row acceptance) per threshold when rows that find no candidate in
-    their own region take any passing one: those rows follow the passing candidates' regions, and a
-    row fails only when none of its candidates passes."""
-    total = passed.sum(1, keepdims=True)
-    any_row = 1.0 - (1.0 - total / total[-1]) ** candidates  # the lowest threshold passes every candidate
-    served = (weight + (1.0 - weight.sum(1, keepdims=True)) * passed / np.maximum(total, 1)) * any_row
-    return served, any_row * np.ones_like(weight)
+def _with_fallback(weight, shares, passed, candidates, in_group, tied):
+    """(served route weights, row acceptance) per threshold when a row that finds no candidate on
+    its own route takes a passing one of another route in its group (``in_group``: (K, G) route ->
+    group; one group: any route). Route c's rows succeed on their own route with probability
+    ``weight`` / share_c; of the rest, those with a passing candidate elsewhere in the group (its
+    ``m - 1`` other candidates) follow those candidates' routes, in proportion to how many pass."""
+    own = weight / np.maximum(shares, 1e-12)  # (T, K)
+    group_passed = (passed @ in_group) @ in_group.T  # (T, K): passing candidates of each route's group
+    elsewhere = group_passed - passed  # passing candidates of the group's other routes
+    # A candidate of a row lands on another route of its group and passes: all of a tied row's
+    # candidates are in its group, any candidate of another's (the lowest threshold passes all).
+    every = group_passed[-1] if tied else passed[-1].sum()
+    fallback = 1.0 - (1.0 - elsewhere / np.maximum(every, 1)) ** (candidates - 1)
+    moved = shares * (1.0 - own) * fallback / np.maximum(elsewhere, 1)  # per passing candidate, (T, K)
+    arrived = passed * ((moved @ in_group) @ in_group.T - moved)  # from the group's other routes
+    return weight + arrived, own + (1.0 - own) * fallback
 
 
 def choose_candidates_and_threshold(scores, outlier, generator, num_generators, *, start, matched,
                                     most=constants.MAX_CANDIDATES, target=DEFAULT_OUTLIER_TARGET,
-                                    floor=DEFAULT_ROW_ACCEPTANCE, fallback=False):
+                                    floor=DEFAULT_ROW_ACCEPTANCE, fallback=False, groups=None, tied=False):
     """(candidates, ``Calibration``): the fewest candidates per row, doubling from ``start`` up to
     ``most``, with which ``choose_threshold`` meets ``target``; when none does, the count with the
     fewest served outliers. More candidates let a generator whose samples mostly fail keep its rows
@@ -173,7 +191,7 @@ def choose_candidates_and_threshold(scores, outlier, generator, num_generators, 
     tried = []
     for m in counts:
         found = choose_threshold(scores, outlier, generator, num_generators, candidates=m, matched=matched,
-                                 target=target, floor=floor, fallback=fallback)
+                                 target=target, floor=floor, fallback=fallback, groups=groups, tied=tied)
         if found.target_met:
             return m, found
         tried.append((found.expected_outlier_rate, m, found))

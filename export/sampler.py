@@ -10,11 +10,12 @@ candidates, so accepted rows keep the prior's generator shares (paper 002, Eq. 1
 method draws its generator from ``u`` alone, every candidate of a row gets the row's first ``u``;
 where the choice depends on z (a noise-prior network, a gate on z), a candidate counts only when
 it routes to the row's first candidate's generator, which is exact rejection sampling of
-p(z | G_i). A calibrated rejection also carries data regions (``strata.py``): among a row's
-passing candidates it prefers those in the row's first candidate's region, so the regions' (and
-the modes') shares stay near the raw model's; for methods whose samples blend all generators (a
-soft gate) the region replaces the generator as the row's route, and a row whose region has no
-passing candidate takes any passing one (calibration bounds the shares this moves).
+p(z | G_i). A calibrated rejection also carries data regions (``strata.py``): the row's route is
+then its first candidate's (generator, region) cell, and a row whose cell has no passing candidate
+takes a passing one of its generator, so the generators' shares are kept and the regions' (and
+the modes') shares move by no more than calibration bounds. Where one generator's samples span
+every region (a soft gate's blend, a lone generator) the region alone is the route and such a row
+takes any passing candidate.
 One output row per input row, no loops, no data-dependent shapes:
 
     samples   (B, *data_shape) float32
@@ -63,7 +64,8 @@ class Rejection:
         entry = {"rule": self.rule, "threshold": self.threshold, "threshold_from": self.how, **scalars}
         if self.regions is not None:
             entry["strata"] = {"regions": len(self.regions), "array": REGIONS_ARRAY,
-                               "kept": "a row's first candidate's region is preferred among its passing candidates"}
+                               "kept": "a row's first candidate's region (with its generator) is preferred "
+                                       "among its passing candidates"}
             arrays = sorted([*arrays, REGIONS_ARRAY])
         if arrays:
             entry["constants_file"] = {"name": CONSTANTS_FILE, "arrays": arrays}
@@ -127,19 +129,24 @@ def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judg
         regions = strata.fit_regions(real) if real is not None else None
         samples, generator, scores = calibration.candidate_draws(model, spec, constants)
         by_region = routes_by_region(model, regions)
-        route, routes = (strata.nearest_region(samples, regions).numpy(), len(regions)) if by_region else \
-            (generator, model.config.num_generators)
-        matched = by_region or routes_by_noise(model)
+        k = model.config.num_generators
+        if regions is None:
+            route, routes, groups = generator, k, None
+        else:
+            route = region_route(generator, strata.nearest_region(samples, regions).numpy(), regions, by_region)
+            routes = len(regions) * (1 if by_region else k)
+            groups = None if by_region else np.repeat(np.arange(k), len(regions))  # a cell's generator
         if chosen_count and by_region:
             candidates = calibration.matched_candidates(np.bincount(route, minlength=routes) / len(route))
         draws = (scores, judge(samples), route, routes)
-        options = dict(matched=matched, target=target, floor=floor, fallback=by_region)
+        options = dict(matched=regions is not None or routes_by_noise(model), target=target, floor=floor,
+                       fallback=regions is not None, groups=groups, tied=ties_choice(model))
         if chosen_count:
             candidates, found = calibration.choose_candidates_and_threshold(*draws, start=candidates, **options)
         else:
             found = calibration.choose_threshold(*draws, candidates=candidates, **options)
         how = (f"loosest threshold with served outliers <= {target:g} and row acceptance >= {floor:g} per "
-               f"{'data region' if by_region else 'generator'} on {found.draws} calibration draws"
+               f"{_route_name(by_region, regions)} on {found.draws} calibration draws"
                if found.target_met else
                f"target {target:g} not reachable with row acceptance >= {floor:g}: fewest served outliers "
                f"({found.expected_outlier_rate:.4g}) on {found.draws} calibration draws")
@@ -157,6 +164,18 @@ def routes_by_region(model, regions):
     candidates, a threshold tight enough for the outlier target would move mass between modes
     without bound (measured: ring8 GAN, 3 seeds, mode-share TV 0.023 raw and 0.49 served)."""
     return regions is not None and (model.blended_generators or model.config.num_generators == 1)
+
+
+def region_route(generator, region, regions, by_region):
+    """A candidate's route where the sampler carries data regions: its region when rows route by
+    region, else its (generator, region) cell, numbered generator * R + region (numpy or TF). A row
+    whose route has no passing candidate takes a passing one of its generator (of any, routed by
+    region); calibration bounds the routes' share shift this causes."""
+    return region if by_region else generator * len(regions) + region
+
+
+def _route_name(by_region, regions):
+    return "data region" if by_region else "generator" if regions is None else "(generator, data region) cell"
 
 
 def routes_by_noise(model):
@@ -220,15 +239,15 @@ class Sampler(tf.Module):
         score = tf.reshape(self.candidate_scores(flat, samples, generator), [-1, m])
         region = None if self.regions is None else tf.reshape(strata.nearest_region(samples, self.regions), [-1, m])
         generator = tf.reshape(generator, [-1, m])
-        route = region if self.by_region else generator  # whose shares rows keep
-        same_route = tf.equal(route, route[:, :1])  # always true when the generator is tied
+        same_generator = tf.equal(generator, generator[:, :1])  # always true when the generator is tied
         passing = score >= graph_constant(self.rejection.threshold)
-        if self.by_region:  # the row's own region if any candidate there passes, else any (calibrated)
-            passed = prefer(passing & same_route, passing)
-        else:
+        if region is None:
+            same_route = same_generator
             passed = passing & same_route
-            if region is not None:  # the row's own data region among its generator's (strata.py)
-                passed = prefer(passing & same_route & tf.equal(region, region[:, :1]), passed)
+        else:  # the row's own region or cell if a candidate there passes, else (calibrated) its generator's
+            route = region_route(generator, region, self.regions, self.by_region)  # whose shares rows keep
+            same_route = tf.equal(route, route[:, :1])
+            passed = prefer(passing & same_route, passing if self.by_region else passing & same_generator)
         accepted = tf.reduce_any(passed, axis=1)
         # First passing candidate: the count of leading failures (no argmax tie-breaking involved).
         leading_failures = tf.reduce_sum(tf.cast(tf.cumsum(tf.cast(passed, tf.int32), axis=1) == 0, tf.int32), axis=1)

@@ -237,7 +237,9 @@ def _routing(sampler):
               "matched: a candidate counts only when it routes to the row's first candidate's generator")
     if sampler.regions is None:
         return choice
-    return f"{choice}; passing candidates in the first candidate's data region (one of {len(sampler.regions)}) first"
+    return (f"{choice}; passing candidates in the first candidate's data region (one of {len(sampler.regions)}) "
+            "first, else any of its generator's; calibration bounds the share shift of the (generator, region) "
+            "cells")
 
 
 def _if_any(metric, samples):

@@ -187,6 +187,43 @@ def test_region_fallback_keeps_shares_within_the_bound():
     assert found.expected_share_shift <= calibration.MAX_SHARE_SHIFT
 
 
+def test_cell_fallback_within_the_generator_matches_a_simulated_sampler():
+    """(generator, region) cells with the generator tied (MGAN): generator 0 spans cells 0 and 1,
+    generator 1 cells 2 and 3, each a quarter of the candidates; 70% of cell 1's candidates are
+    outliers scoring below every inlier. A cell-1 row's other candidates land in its cell half the
+    time (share_cell / share_generator), so with 8 candidates ~22% of its rows find no passing one
+    there and fall back to cell 0: a shift above the bound (with 16, ~6%: a shift of ~0.015).
+    Calibration doubles the candidates until the target holds within it, and the shift it predicts
+    is the one the sampler's rule gives on rows drawn as the sampler draws them."""
+    rng = np.random.default_rng(2)
+    n = 40_000
+
+    def draw(count):
+        cell = 2 * rng.integers(0, 2, count) + rng.integers(0, 2, count)
+        outlier = (cell == 1) & (rng.random(count) < 0.7)
+        return cell, outlier, np.where(outlier, rng.uniform(0.0, 0.5, count), rng.uniform(0.5, 1.0, count))
+
+    cell, outlier, scores = draw(n)
+    options = dict(matched=True, target=0.001, fallback=True, groups=[0, 0, 1, 1], tied=True)
+    eight = calibration.choose_threshold(scores, outlier, cell, 4, candidates=8, **options)
+    assert not eight.target_met
+    m, found = calibration.choose_candidates_and_threshold(scores, outlier, cell, 4, start=8, **options)
+    assert m > 8 and found.target_met and found.expected_share_shift <= calibration.MAX_SHARE_SHIFT, found
+
+    rows = 40_000  # the sampler's rule: own cell's passing candidates first, else the generator's
+    generator = rng.integers(0, 2, rows)
+    cells = 2 * generator[:, None] + rng.integers(0, 2, (rows, m))
+    bad = (cells == 1) & (rng.random((rows, m)) < 0.7)
+    passing = np.where(bad, rng.uniform(0.0, 0.5, (rows, m)), rng.uniform(0.5, 1.0, (rows, m))) >= found.threshold
+    own = passing & (cells == cells[:, :1])
+    passed = np.where(own.any(1, keepdims=True), own, passing)
+    accepted = passed.any(1)
+    chosen = cells[np.arange(rows), passed.argmax(1)][accepted]
+    # Against the rows' own first cells: the shift the rule causes, without the draw's share noise.
+    shift = M.total_variation(np.bincount(chosen, minlength=4), np.bincount(cells[:, 0], minlength=4))
+    assert shift > 0.005 and abs(shift - found.expected_share_shift) <= 0.002, (shift, found)
+
+
 @register_rule
 class RejectsRegionZero(Rule):
     """Test rule: candidates in data region 0 pass with probability 0.3, all others pass. Fitted
@@ -244,14 +281,16 @@ class RegionZeroIsOutlying:
         return strata.nearest_region(samples, self.regions).numpy() == 0
 
 
-def test_a_lone_generator_keeps_the_data_regions_shares_under_a_calibrated_threshold():
-    """One generator spans every mode, so a threshold that meets the outlier target by dropping a
-    whole region would move that region's share to the others (served ring8 GAN: mode-share TV 0.49
-    against 0.02 raw). Calibration routes a lone generator's rows by region, as for blended
-    generators: here no threshold meets the target within the share bound, so it says so and keeps
-    the region, and the served rows keep the raw shares."""
+@pytest.mark.parametrize("method", ["gan", "mgan", "npgan"])
+def test_generators_keep_the_data_regions_shares_under_a_calibrated_threshold(method):
+    """A generator that spans several regions would lose a region whose samples all fail: a threshold
+    meeting the outlier target by dropping it moves that region's share to the others (served ring8
+    GAN: mode-share TV 0.49 against 0.02 raw). Calibration routes a lone generator's rows by region
+    and several generators' rows by (generator, region) cell (tied: MGAN; matched on z: NPGAN),
+    bounding the routes' share shift: here no threshold meets the target within the bound, so it says
+    so and keeps the region, and the served rows keep the raw shares."""
     keras.utils.set_random_seed(0)
-    model = build_model("gan", tiny_options("gan"))
+    model = build_model(method, tiny_options(method))
     model.rejection_rules = (*model.rejection_rules, RejectsRegionZero.name)  # this model only
     raw, _ = model.generate(model.sample_noise(20_000, tf.constant([5, 0], tf.int64)))
     raw = raw.numpy()
