@@ -37,6 +37,17 @@ def _cli(*args, cwd=None):
                           cwd=cwd, timeout=1500)
 
 
+def _main(capsys, *args):
+    """``tfgan-mix ARGS`` in this process (what the console script exits with): (code, stderr)."""
+    from tfgan_mix.training import cli
+
+    try:
+        code = cli.main(list(args))
+    except SystemExit as exit_:  # argparse's own refusals
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
 def _assert_quick_speed_measured(speed):
     """Every quick-profile speed measurement is there: bank and loop at each K, XLA on and off, a
     training step's GFLOP/s and the peak, and every sampling path at every batch size."""
@@ -159,13 +170,13 @@ def test_own_mixtures_draw_their_weights_and_differ_from_the_paper_sets():
     assert {m.draw(0).x.shape[1] for m in served_studies.OWN_MIXTURES} == {2, 3, 10}
 
 
-def test_non_empty_work_folder_is_refused_before_anything_runs(tmp_path):
+def test_non_empty_work_folder_is_refused_before_anything_runs(tmp_path, capsys):
     work = tmp_path / "work"
     work.mkdir()
     (work / "keep.txt").write_text("mine")
-    result = _cli("bench", "--quick", "--out", str(tmp_path / "out"), "--work", str(work))
-    assert result.returncode == 2
-    assert "--work" in result.stderr and "not empty" in result.stderr
+    code, err = _main(capsys, "bench", "--quick", "--out", str(tmp_path / "out"), "--work", str(work))
+    assert code == 2
+    assert "--work" in err and "not empty" in err
     assert not (tmp_path / "out").exists() and (work / "keep.txt").read_text() == "mine"
 
 
@@ -226,16 +237,16 @@ def test_only_reruns_the_named_sections_and_keeps_the_rest(tmp_path, monkeypatch
     assert "**Misses the paper**" in report and "paper003 run, metric 2 vs 0.5000" in report
 
 
-def test_only_refuses_to_start_without_a_matching_report(tmp_path):
-    result = _cli("bench", "--quick", "--only", "paper003", "--out", str(tmp_path / "out"))
-    assert result.returncode == 2 and "results.json does not exist" in result.stderr
+def test_only_refuses_to_start_without_a_matching_report(tmp_path, capsys):
+    code, err = _main(capsys, "bench", "--quick", "--only", "paper003", "--out", str(tmp_path / "out"))
+    assert code == 2 and "results.json does not exist" in err
     assert not (tmp_path / "out").exists()
-    result = _cli("bench", "--quick", "--only", "paper999", "--out", str(tmp_path / "out"))
-    assert result.returncode == 2 and "unknown bench section" in result.stderr and "paper000" in result.stderr
+    code, err = _main(capsys, "bench", "--quick", "--only", "paper999", "--out", str(tmp_path / "out"))
+    assert code == 2 and "unknown bench section" in err and "paper000" in err
     (tmp_path / "full" / "benchmarks" / "results").mkdir(parents=True)
     (tmp_path / "full" / "benchmarks" / "results" / "results.json").write_text(json.dumps({"profile": {"name": "full"}}))
-    result = _cli("bench", "--quick", "--only", "paper003", "--out", str(tmp_path / "full"))
-    assert result.returncode == 2 and "full profile" in result.stderr and "cannot mix profiles" in result.stderr
+    code, err = _main(capsys, "bench", "--quick", "--only", "paper003", "--out", str(tmp_path / "full"))
+    assert code == 2 and "full profile" in err and "cannot mix profiles" in err
     assert os.listdir(tmp_path / "full") == ["benchmarks"]
 
 
@@ -344,9 +355,9 @@ def test_resume_reuses_a_finished_run_with_the_same_spec_only(tmp_path):
     assert logs[-1].startswith("  trained tiny gan (seed 0, 3 steps)")
 
 
-def test_resume_needs_a_work_folder(tmp_path):
-    result = _cli("bench", "--quick", "--resume", "--out", str(tmp_path / "out"))
-    assert result.returncode == 2 and "--resume needs --work" in result.stderr
+def test_resume_needs_a_work_folder(tmp_path, capsys):
+    code, err = _main(capsys, "bench", "--quick", "--resume", "--out", str(tmp_path / "out"))
+    assert code == 2 and "--resume needs --work" in err
 
 
 def test_torch_reference_step_updates_every_player():
