@@ -112,16 +112,19 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
     ``fallback``: ``generator`` is a route with data regions in it (a region, or a (generator,
     region) cell) and a row that finds no passing candidate on its own route takes a passing one of
     its route's group: ``groups`` gives each route's group (the cell's generator; by default one
-    group, so any passing candidate). Then the floor holds for a group's rows overall, and the
-    routes' shares, which the fallback rows move, may move by at most ``MAX_SHARE_SHIFT`` (TV;
-    recorded as ``expected_share_shift``). ``tied``: a row's candidates all lie in its group (the
-    generator drawn from ``u`` alone), so another candidate shares the row's route with probability
-    share_route / share_group rather than share_route."""
+    group, so any passing candidate). Then the floor holds for every route's and every group's rows
+    (those with at least ``MIN_SHARE`` of the draws), and the routes' shares, which the fallback
+    rows move, may move by at most ``MAX_SHARE_SHIFT`` (TV; recorded as ``expected_share_shift``).
+    ``tied``: a row's candidates all lie in its group (the generator drawn from ``u`` alone), so
+    another candidate shares the row's route with probability share_route / share_group rather
+    than share_route."""
     scores, outlier, generator = np.asarray(scores), np.asarray(outlier, bool), np.asarray(generator)
-    one_hot = np.eye(num_generators)[generator]  # (N, K)
-    shares = one_hot.mean(0)
     groups = np.zeros(num_generators, int) if groups is None else np.asarray(groups)
-    in_group = np.eye(groups.max() + 1)[groups]  # (K, G): route -> group
+    # Only the routes drawn at all (most (generator, region) cells are empty): the same figures.
+    used, generator = np.unique(generator, return_inverse=True)
+    one_hot = np.eye(len(used))[generator]  # (N, K)
+    shares = one_hot.mean(0)
+    in_group = np.eye(groups.max() + 1)[groups[used]]  # (K, G): route -> group
     group_shares = in_group @ (shares @ in_group)  # (K,) each route's group's share
     match = shares / np.maximum(group_shares, 1e-12) if tied else shares
     held = shares >= MIN_SHARE
@@ -138,17 +141,21 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
     outlier_rate = per_gen_outliers / np.maximum(per_gen_passed, 1)
     weight = shares * rows
     shift = np.zeros(len(thresholds))
+    min_rows = np.where(held, rows, 1.0).min(1)
     if fallback:
-        weight, rows = _with_fallback(weight, shares, per_gen_passed, candidates, in_group, tied)
+        weight, rows = _with_fallback(shares, rows, acceptance, match, per_gen_passed, candidates, in_group, tied)
         shift = 0.5 * np.abs(weight / np.maximum(weight.sum(1, keepdims=True), 1e-12) - shares).sum(1)
-        rows = np.where(shift[:, None] <= MAX_SHARE_SHIFT, rows, 0.0)  # a larger shift fails the floor
+        # A group's rows (a generator's, for cells) keep the floor too, whatever its cells' shares.
+        group_share = shares @ in_group
+        group_rows = (weight @ in_group) / np.maximum(group_share, 1e-12)
+        min_rows = np.minimum(np.where(held, rows, 1.0).min(1),
+                              np.where(group_share >= MIN_SHARE, group_rows, 1.0).min(1))
     served = (weight * outlier_rate).sum(1) / np.maximum(weight.sum(1), 1e-12)
     # The target must hold with 95% confidence, not just on this draw: the one-sided Clopper-Pearson
     # bound on the served rate, from the outliers counted among the passing candidates.
     passing = per_gen_passed.sum(1)
     bound = stats.beta.ppf(CONFIDENCE, served * passing + 1, np.maximum(passing - served * passing, 1))
-    min_rows = np.where(held, rows, 1.0).min(1)
-    keeps_floor = min_rows >= floor
+    keeps_floor = (min_rows >= floor) & (shift <= MAX_SHARE_SHIFT)  # the shift is a floor of its own
     meets = keeps_floor & (bound <= target)
     if meets.any():
         best = int(np.flatnonzero(meets)[-1])  # thresholds descend: the last is the loosest
@@ -160,22 +167,26 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
                        float(shift[best]) if fallback else None)
 
 
-def _with_fallback(weight, shares, passed, candidates, in_group, tied):
+def _with_fallback(shares, own, acceptance, match, passed, candidates, in_group, tied):
     """(served route weights, row acceptance) per threshold when a row that finds no candidate on
     its own route takes a passing one of another route in its group (``in_group``: (K, G) route ->
     group; one group: any route). Route c's rows succeed on their own route with probability
-    ``weight`` / share_c; of the rest, those with a passing candidate elsewhere in the group (its
-    ``m - 1`` other candidates) follow those candidates' routes, in proportion to how many pass."""
-    own = weight / np.maximum(shares, 1e-12)  # (T, K)
+    ``own`` (``row_acceptance`` of ``acceptance`` and ``match``: a further candidate lands on the
+    row's route with probability ``match``). A row fails only when its first candidate fails and
+    none of its ``m - 1`` others passes, on its route or elsewhere in its group; the rest of the
+    rows its own route fails are served from the group's other routes, in proportion to how many
+    of their candidates pass."""
     group_passed = (passed @ in_group) @ in_group.T  # (T, K): passing candidates of each route's group
     elsewhere = group_passed - passed  # passing candidates of the group's other routes
-    # A candidate of a row lands on another route of its group and passes: all of a tied row's
+    # A further candidate lands on another route of the group and passes: all of a tied row's
     # candidates are in its group, any candidate of another's (the lowest threshold passes all).
     every = group_passed[-1] if tied else passed[-1].sum()
-    fallback = 1.0 - (1.0 - elsewhere / np.maximum(every, 1)) ** (candidates - 1)
-    moved = shares * (1.0 - own) * fallback / np.maximum(elsewhere, 1)  # per passing candidate, (T, K)
+    elsewhere_pass = elsewhere / np.maximum(every, 1)
+    lost = (1.0 - acceptance) * np.clip(1.0 - match * acceptance - elsewhere_pass, 0.0, 1.0) ** (candidates - 1)
+    fallback = np.clip(1.0 - own - lost, 0.0, 1.0)  # rows served from another route of the group
+    moved = shares * fallback / np.maximum(elsewhere, 1)  # per passing candidate, (T, K)
     arrived = passed * ((moved @ in_group) @ in_group.T - moved)  # from the group's other routes
-    return weight + arrived, own + (1.0 - own) * fallback
+    return shares * own + arrived, 1.0 - lost
 
 
 def choose_candidates_and_threshold(scores, outlier, generator, num_generators, *, start, matched,

@@ -64,8 +64,8 @@ class Rejection:
         entry = {"rule": self.rule, "threshold": self.threshold, "threshold_from": self.how, **scalars}
         if self.regions is not None:
             entry["strata"] = {"regions": len(self.regions), "array": REGIONS_ARRAY,
-                               "kept": "a row's first candidate's region (with its generator) is preferred "
-                                       "among its passing candidates"}
+                               "kept": "a row's first candidate's region is preferred among its passing "
+                                       "candidates (of its generator, unless rows route by region)"}
             arrays = sorted([*arrays, REGIONS_ARRAY])
         if arrays:
             entry["constants_file"] = {"name": CONSTANTS_FILE, "arrays": arrays}

@@ -187,6 +187,27 @@ def test_region_fallback_keeps_shares_within_the_bound():
     assert found.expected_share_shift <= calibration.MAX_SHARE_SHIFT
 
 
+def _inliers_and_outliers(route, bad_route, bad_rate, rng):
+    """(outlier, scores): ``bad_rate`` of ``bad_route``'s candidates are outliers scoring in [0, 0.5),
+    every other candidate scores in [0.5, 1)."""
+    outlier = (route == bad_route) & (rng.random(route.shape) < bad_rate)
+    return outlier, np.where(outlier, rng.uniform(0.0, 0.5, route.shape), rng.uniform(0.5, 1.0, route.shape))
+
+
+def _simulated_shift(routes, bad_route, bad_rate, threshold, rng):
+    """The sampler's rule on candidates' ``routes`` (rows, m), each row's candidates already within
+    its group: its own route's passing candidates first, else any passing one. Returns the TV between
+    the accepted rows' routes and the rows' own first routes (paired: no share noise of the draw)."""
+    _, scores = _inliers_and_outliers(routes, bad_route, bad_rate, rng)
+    passing = scores >= threshold
+    own = passing & (routes == routes[:, :1])
+    passed = np.where(own.any(1, keepdims=True), own, passing)
+    accepted = passed.any(1)
+    chosen = routes[np.arange(len(routes)), passed.argmax(1)][accepted]
+    count = routes.max() + 1
+    return M.total_variation(np.bincount(chosen, minlength=count), np.bincount(routes[:, 0], minlength=count))
+
+
 def test_cell_fallback_within_the_generator_matches_a_simulated_sampler():
     """(generator, region) cells with the generator tied (MGAN): generator 0 spans cells 0 and 1,
     generator 1 cells 2 and 3, each a quarter of the candidates; 70% of cell 1's candidates are
@@ -196,32 +217,60 @@ def test_cell_fallback_within_the_generator_matches_a_simulated_sampler():
     Calibration doubles the candidates until the target holds within it, and the shift it predicts
     is the one the sampler's rule gives on rows drawn as the sampler draws them."""
     rng = np.random.default_rng(2)
-    n = 40_000
-
-    def draw(count):
-        cell = 2 * rng.integers(0, 2, count) + rng.integers(0, 2, count)
-        outlier = (cell == 1) & (rng.random(count) < 0.7)
-        return cell, outlier, np.where(outlier, rng.uniform(0.0, 0.5, count), rng.uniform(0.5, 1.0, count))
-
-    cell, outlier, scores = draw(n)
+    cell = 2 * rng.integers(0, 2, 40_000) + rng.integers(0, 2, 40_000)
+    outlier, scores = _inliers_and_outliers(cell, 1, 0.7, rng)
     options = dict(matched=True, target=0.001, fallback=True, groups=[0, 0, 1, 1], tied=True)
     eight = calibration.choose_threshold(scores, outlier, cell, 4, candidates=8, **options)
     assert not eight.target_met
     m, found = calibration.choose_candidates_and_threshold(scores, outlier, cell, 4, start=8, **options)
     assert m > 8 and found.target_met and found.expected_share_shift <= calibration.MAX_SHARE_SHIFT, found
 
-    rows = 40_000  # the sampler's rule: own cell's passing candidates first, else the generator's
-    generator = rng.integers(0, 2, rows)
-    cells = 2 * generator[:, None] + rng.integers(0, 2, (rows, m))
-    bad = (cells == 1) & (rng.random((rows, m)) < 0.7)
-    passing = np.where(bad, rng.uniform(0.0, 0.5, (rows, m)), rng.uniform(0.5, 1.0, (rows, m))) >= found.threshold
-    own = passing & (cells == cells[:, :1])
-    passed = np.where(own.any(1, keepdims=True), own, passing)
-    accepted = passed.any(1)
-    chosen = cells[np.arange(rows), passed.argmax(1)][accepted]
-    # Against the rows' own first cells: the shift the rule causes, without the draw's share noise.
-    shift = M.total_variation(np.bincount(chosen, minlength=4), np.bincount(cells[:, 0], minlength=4))
+    rows = 40_000
+    cells = 2 * rng.integers(0, 2, rows)[:, None] + rng.integers(0, 2, (rows, m))  # a row's cells share its generator
+    shift = _simulated_shift(cells, 1, 0.7, found.threshold, rng)
     assert shift > 0.005 and abs(shift - found.expected_share_shift) <= 0.002, (shift, found)
+
+
+def test_region_fallback_of_z_routed_rows_matches_a_simulated_sampler():
+    """Two data regions routed by region (one group; candidates drawn independently, as for a lone
+    generator): region 0 holds 85% of the candidates and half of them are outliers. With 8
+    candidates ~1% of region 0's rows find no passing candidate of their own; only those whose other
+    candidates include a passing one move to region 1 (~0.9%: the rest are rows that fail), which
+    the calibration must count given that no other candidate passed on the row's own route."""
+    rng = np.random.default_rng(3)
+    region = (rng.random(40_000) < 0.15).astype(int)
+    outlier, scores = _inliers_and_outliers(region, 0, 0.5, rng)
+    found = calibration.choose_threshold(scores, outlier, region, 2, candidates=8, matched=True, target=0.001,
+                                         fallback=True)
+    assert found.target_met and found.threshold > 0.49, found
+    rows = 200_000
+    shift = _simulated_shift((rng.random((rows, 8)) < 0.15).astype(int), 0, 0.5, found.threshold, rng)
+    assert shift > 0.004 and abs(shift - found.expected_share_shift) <= 0.0008, (shift, found)
+
+
+def test_the_share_bound_and_every_generators_floor_hold_however_small_its_cells():
+    """Cells split each generator's rows eight ways, so a cell can hold under 1% of the draws
+    (``MIN_SHARE``) and escape the per-route floor. The shift bound still holds (16 generators x 8
+    regions, regions 0-2 mostly outliers everywhere: rejecting them would move 0.34 of the rows), and
+    so does a small generator's own floor (shares 0.96 / 0.02 / 0.02, generator 1's candidates 90%
+    outliers: with 8 candidates a threshold removing them would leave it 1 - 0.1^8 of its rows at
+    best, so the rows it keeps decide the candidate count)."""
+    rng = np.random.default_rng(0)
+    n, regions = 20_000, 8
+    generator, region = rng.integers(0, 16, n), rng.integers(0, regions, n)
+    outlier, scores = _inliers_and_outliers((region < 3).astype(int), 1, 0.9, rng)
+    options = dict(matched=True, fallback=True, tied=True, target=0.001)
+    found = calibration.choose_threshold(scores, outlier, generator * regions + region, 16 * regions, candidates=8,
+                                         groups=np.repeat(np.arange(16), regions), **options)
+    assert not found.target_met and found.expected_share_shift <= calibration.MAX_SHARE_SHIFT, found
+
+    generator = rng.choice(3, n, p=[0.96, 0.02, 0.02])
+    outlier, scores = _inliers_and_outliers(generator, 1, 0.9, rng)
+    cell = generator * regions + region
+    m, found = calibration.choose_candidates_and_threshold(scores, outlier, cell, 3 * regions, start=8,
+                                                           groups=np.repeat(np.arange(3), regions), **options)
+    kept = (scores[generator == 1] >= found.threshold).mean()
+    assert found.target_met and 1 - (1 - kept) ** m >= 0.99 and found.expected_min_row_acceptance >= 0.99, (m, found)
 
 
 @register_rule
