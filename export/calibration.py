@@ -25,9 +25,10 @@ DEFAULT_OUTLIER_TARGET = 0.001
 DEFAULT_ROW_ACCEPTANCE = 0.99
 CALIBRATION_JUDGES = 3  # calibration judges outliers on this many disjoint parts (see OutlierJudge)
 CALIBRATION_DRAWS = 20_000
-MIN_SHARE = 0.01  # generators used less than this are not held to the row-acceptance floor
+MIN_SHARE = 0.01  # routes (generators, cells) and generators drawn less than this skip the row floor
 CONFIDENCE = 0.95  # the served outlier rate's upper bound that must meet the target
-# Where rows are routed by data region, the most the regions' shares may move (TV, served vs raw):
+# Where rows are routed by data region or (generator, region) cell, the most the routes' shares may
+# move (TV, served vs raw):
 # "without skewing modes" is a constraint like the row floor; the outlier target is met within both
 # or reported unmet.
 MAX_SHARE_SHIFT = 0.02
@@ -102,14 +103,15 @@ def row_acceptance(acceptance, shares, candidates, matched):
     return 1.0 - (1.0 - a) * (1.0 - np.asarray(shares) * a) ** (candidates - 1)
 
 
-def choose_threshold(scores, outlier, generator, num_generators, *, candidates, matched,
+def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
                      target=DEFAULT_OUTLIER_TARGET, floor=DEFAULT_ROW_ACCEPTANCE, fallback=False,
                      groups=None, tied=False):
     """The loosest threshold on ``scores`` meeting ``target`` with every generator's row acceptance
     >= ``floor``; when none meets the target, the floor-keeping threshold with the fewest served
-    outliers (``target_met`` False). Inputs are per-candidate numpy arrays of one calibration draw.
+    outliers (``target_met`` False). Inputs are per-candidate numpy arrays of one calibration draw;
+    ``route`` is each candidate's route (its generator, region or cell), one of ``routes``.
 
-    ``fallback``: ``generator`` is a route with data regions in it (a region, or a (generator,
+    ``fallback``: ``route`` is a route with data regions in it (a region, or a (generator,
     region) cell) and a row that finds no passing candidate on its own route takes a passing one of
     its route's group: ``groups`` gives each route's group (the cell's generator; by default one
     group, so any passing candidate). Then the floor holds for every route's and every group's rows
@@ -118,11 +120,11 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
     ``tied``: a row's candidates all lie in its group (the generator drawn from ``u`` alone), so
     another candidate shares the row's route with probability share_route / share_group rather
     than share_route."""
-    scores, outlier, generator = np.asarray(scores), np.asarray(outlier, bool), np.asarray(generator)
-    groups = np.zeros(num_generators, int) if groups is None else np.asarray(groups)
+    scores, outlier, route = np.asarray(scores), np.asarray(outlier, bool), np.asarray(route)
+    groups = np.zeros(routes, int) if groups is None else np.asarray(groups)
     # Only the routes drawn at all (most (generator, region) cells are empty): the same figures.
-    used, generator = np.unique(generator, return_inverse=True)
-    one_hot = np.eye(len(used))[generator]  # (N, K)
+    used, route = np.unique(route, return_inverse=True)
+    one_hot = np.eye(len(used))[route]  # (N, K)
     shares = one_hot.mean(0)
     in_group = np.eye(groups.max() + 1)[groups[used]]  # (K, G): route -> group
     group_shares = in_group @ (shares @ in_group)  # (K,) each route's group's share
@@ -133,27 +135,29 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
     order = np.argsort(-scores, kind="stable")
     descending = scores[order]
     last_of_ties = np.r_[descending[1:] != descending[:-1], True]
-    per_gen_passed = np.cumsum(one_hot[order], axis=0)[last_of_ties]  # (T, K), T distinct thresholds
-    per_gen_outliers = np.cumsum(one_hot[order] * outlier[order, None], axis=0)[last_of_ties]
+    per_route_passed = np.cumsum(one_hot[order], axis=0)[last_of_ties]  # (T, K), T distinct thresholds
+    per_route_outliers = np.cumsum(one_hot[order] * outlier[order, None], axis=0)[last_of_ties]
     thresholds = descending[last_of_ties]
-    acceptance = per_gen_passed / np.maximum(one_hot.sum(0), 1)
+    acceptance = per_route_passed / np.maximum(one_hot.sum(0), 1)
     rows = row_acceptance(acceptance, match, candidates, matched)  # (T, K)
-    outlier_rate = per_gen_outliers / np.maximum(per_gen_passed, 1)
+    outlier_rate = per_route_outliers / np.maximum(per_route_passed, 1)
     weight = shares * rows
     shift = np.zeros(len(thresholds))
-    min_rows = np.where(held, rows, 1.0).min(1)
+    min_rows = np.ones(len(thresholds))
     if fallback:
-        weight, rows = _with_fallback(shares, rows, acceptance, match, per_gen_passed, candidates, in_group, tied)
+        # Tied rows draw every candidate from their group; other rows from all of the draw's.
+        pool = (per_route_passed[-1] @ in_group) @ in_group.T if tied else np.full(len(used), len(route))
+        weight, rows = _with_fallback(shares, rows, acceptance, match, per_route_passed, candidates, in_group, pool)
         shift = 0.5 * np.abs(weight / np.maximum(weight.sum(1, keepdims=True), 1e-12) - shares).sum(1)
         # A group's rows (a generator's, for cells) keep the floor too, whatever its cells' shares.
         group_share = shares @ in_group
         group_rows = (weight @ in_group) / np.maximum(group_share, 1e-12)
-        min_rows = np.minimum(np.where(held, rows, 1.0).min(1),
-                              np.where(group_share >= MIN_SHARE, group_rows, 1.0).min(1))
+        min_rows = np.where(group_share >= MIN_SHARE, group_rows, 1.0).min(1)
+    min_rows = np.minimum(min_rows, np.where(held, rows, 1.0).min(1))
     served = (weight * outlier_rate).sum(1) / np.maximum(weight.sum(1), 1e-12)
     # The target must hold with 95% confidence, not just on this draw: the one-sided Clopper-Pearson
     # bound on the served rate, from the outliers counted among the passing candidates.
-    passing = per_gen_passed.sum(1)
+    passing = per_route_passed.sum(1)
     bound = stats.beta.ppf(CONFIDENCE, served * passing + 1, np.maximum(passing - served * passing, 1))
     keeps_floor = (min_rows >= floor) & (shift <= MAX_SHARE_SHIFT)  # the shift is a floor of its own
     meets = keeps_floor & (bound <= target)
@@ -167,29 +171,27 @@ def choose_threshold(scores, outlier, generator, num_generators, *, candidates, 
                        float(shift[best]) if fallback else None)
 
 
-def _with_fallback(shares, own, acceptance, match, passed, candidates, in_group, tied):
+def _with_fallback(shares, own, acceptance, match, passed, candidates, in_group, pool):
     """(served route weights, row acceptance) per threshold when a row that finds no candidate on
     its own route takes a passing one of another route in its group (``in_group``: (K, G) route ->
     group; one group: any route). Route c's rows succeed on their own route with probability
     ``own`` (``row_acceptance`` of ``acceptance`` and ``match``: a further candidate lands on the
-    row's route with probability ``match``). A row fails only when its first candidate fails and
+    row's route with probability ``match``); ``pool``: per route, how many calibration candidates
+    its rows' further candidates come from. A row fails only when its first candidate fails and
     none of its ``m - 1`` others passes, on its route or elsewhere in its group; the rest of the
     rows its own route fails are served from the group's other routes, in proportion to how many
     of their candidates pass."""
     group_passed = (passed @ in_group) @ in_group.T  # (T, K): passing candidates of each route's group
     elsewhere = group_passed - passed  # passing candidates of the group's other routes
-    # A further candidate lands on another route of the group and passes: all of a tied row's
-    # candidates are in its group, any candidate of another's (the lowest threshold passes all).
-    every = group_passed[-1] if tied else passed[-1].sum()
-    elsewhere_pass = elsewhere / np.maximum(every, 1)
+    elsewhere_pass = elsewhere / np.maximum(pool, 1)  # a further candidate lands there and passes
     lost = (1.0 - acceptance) * np.clip(1.0 - match * acceptance - elsewhere_pass, 0.0, 1.0) ** (candidates - 1)
-    fallback = np.clip(1.0 - own - lost, 0.0, 1.0)  # rows served from another route of the group
-    moved = shares * fallback / np.maximum(elsewhere, 1)  # per passing candidate, (T, K)
+    moved_rows = np.clip(1.0 - own - lost, 0.0, 1.0)  # served from another route of the group
+    moved = shares * moved_rows / np.maximum(elsewhere, 1)  # per passing candidate, (T, K)
     arrived = passed * ((moved @ in_group) @ in_group.T - moved)  # from the group's other routes
     return shares * own + arrived, 1.0 - lost
 
 
-def choose_candidates_and_threshold(scores, outlier, generator, num_generators, *, start, matched,
+def choose_candidates_and_threshold(scores, outlier, route, routes, *, start, matched,
                                     most=constants.MAX_CANDIDATES, target=DEFAULT_OUTLIER_TARGET,
                                     floor=DEFAULT_ROW_ACCEPTANCE, fallback=False, groups=None, tied=False):
     """(candidates, ``Calibration``): the fewest candidates per row, doubling from ``start`` up to
@@ -201,7 +203,7 @@ def choose_candidates_and_threshold(scores, outlier, generator, num_generators, 
         counts.append(counts[-1] * 2)
     tried = []
     for m in counts:
-        found = choose_threshold(scores, outlier, generator, num_generators, candidates=m, matched=matched,
+        found = choose_threshold(scores, outlier, route, routes, candidates=m, matched=matched,
                                  target=target, floor=floor, fallback=fallback, groups=groups, tied=tied)
         if found.target_met:
             return m, found

@@ -145,8 +145,9 @@ def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judg
             candidates, found = calibration.choose_candidates_and_threshold(*draws, start=candidates, **options)
         else:
             found = calibration.choose_threshold(*draws, candidates=candidates, **options)
+        bound = "" if regions is None else f", their shares moved by <= {calibration.MAX_SHARE_SHIFT:g} (TV)"
         how = (f"loosest threshold with served outliers <= {target:g} and row acceptance >= {floor:g} per "
-               f"{_route_name(by_region, regions)} on {found.draws} calibration draws"
+               f"{_route_name(by_region, regions)}{bound} on {found.draws} calibration draws"
                if found.target_met else
                f"target {target:g} not reachable with row acceptance >= {floor:g}: fewest served outliers "
                f"({found.expected_outlier_rate:.4g}) on {found.draws} calibration draws")

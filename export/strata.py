@@ -11,8 +11,9 @@ mode kept (the ideal region).
 
 So a calibrated sampler carries ``REGIONS`` k-means cells of held-back real data (scipy's
 ``kmeans2``); a candidate's region is its nearest cell centre. Among a row's passing candidates
-the sampler prefers those in its first candidate's region, so each region keeps its raw share of
-rows; cells finer than the modes keep the modes' shares too (a mode's share is its cells'). For
+the sampler prefers those in its first candidate's region, so each region keeps about its raw
+share of rows; cells finer than the modes keep the modes' shares too (a mode's share is its
+cells'). For
 generators that serve distinct samples a row's route is its (generator, region) cell, and a row
 whose cell has no passing candidate takes a passing one of its generator; for blended generators
 (``MixtureGAN.blended_generators``) and a lone generator, whose samples span every region, the

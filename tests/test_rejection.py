@@ -221,9 +221,9 @@ def test_cell_fallback_within_the_generator_matches_a_simulated_sampler():
     outlier, scores = _inliers_and_outliers(cell, 1, 0.7, rng)
     options = dict(matched=True, target=0.001, fallback=True, groups=[0, 0, 1, 1], tied=True)
     eight = calibration.choose_threshold(scores, outlier, cell, 4, candidates=8, **options)
-    assert not eight.target_met
+    assert not eight.target_met and eight.expected_share_shift <= calibration.MAX_SHARE_SHIFT, eight
     m, found = calibration.choose_candidates_and_threshold(scores, outlier, cell, 4, start=8, **options)
-    assert m > 8 and found.target_met and found.expected_share_shift <= calibration.MAX_SHARE_SHIFT, found
+    assert m == 16 and found.target_met and found.expected_share_shift <= calibration.MAX_SHARE_SHIFT, found
 
     rows = 40_000
     cells = 2 * rng.integers(0, 2, rows)[:, None] + rng.integers(0, 2, (rows, m))  # a row's cells share its generator
@@ -270,7 +270,7 @@ def test_the_share_bound_and_every_generators_floor_hold_however_small_its_cells
     m, found = calibration.choose_candidates_and_threshold(scores, outlier, cell, 3 * regions, start=8,
                                                            groups=np.repeat(np.arange(3), regions), **options)
     kept = (scores[generator == 1] >= found.threshold).mean()
-    assert found.target_met and 1 - (1 - kept) ** m >= 0.99 and found.expected_min_row_acceptance >= 0.99, (m, found)
+    assert found.target_met and 1 - (1 - kept) ** m >= 0.99, (m, kept, found)
 
 
 @register_rule
