@@ -28,9 +28,8 @@ CALIBRATION_DRAWS = 20_000
 MIN_SHARE = 0.01  # routes (generators, cells) and generators drawn less than this skip the row floor
 CONFIDENCE = 0.95  # the served outlier rate's upper bound that must meet the target
 # Where rows are routed by data region or (generator, region) cell, the most the routes' shares may
-# move (TV, served vs raw):
-# "without skewing modes" is a constraint like the row floor; the outlier target is met within both
-# or reported unmet.
+# move (TV, served vs raw): "without skewing modes" is a constraint like the row floor; the outlier
+# target is met within both or reported unmet.
 MAX_SHARE_SHIFT = 0.02
 
 
@@ -127,8 +126,10 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
     one_hot = np.eye(len(used))[route]  # (N, K)
     shares = one_hot.mean(0)
     in_group = np.eye(groups.max() + 1)[groups[used]]  # (K, G): route -> group
-    group_shares = in_group @ (shares @ in_group)  # (K,) each route's group's share
-    match = shares / np.maximum(group_shares, 1e-12) if tied else shares
+    group_share = shares @ in_group  # (G,)
+    # Tied rows draw every candidate from their group; other rows from all of the draw's.
+    pool = in_group @ group_share if tied else np.ones(len(used))  # (K,) as a share of the draw
+    match = shares / np.maximum(pool, 1e-12)
     held = shares >= MIN_SHARE
     # Every distinct score is a candidate threshold: with candidates in descending score order, the
     # ones passing threshold s_(i) are the first i + 1, so cumulative sums count them for all at once.
@@ -145,12 +146,10 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
     shift = np.zeros(len(thresholds))
     min_rows = np.ones(len(thresholds))
     if fallback:
-        # Tied rows draw every candidate from their group; other rows from all of the draw's.
-        pool = (per_route_passed[-1] @ in_group) @ in_group.T if tied else np.full(len(used), len(route))
-        weight, rows = _with_fallback(shares, rows, acceptance, match, per_route_passed, candidates, in_group, pool)
+        weight, rows = _with_fallback(shares, rows, acceptance, match, per_route_passed, candidates, in_group,
+                                      pool * len(route))
         shift = 0.5 * np.abs(weight / np.maximum(weight.sum(1, keepdims=True), 1e-12) - shares).sum(1)
         # A group's rows (a generator's, for cells) keep the floor too, whatever its cells' shares.
-        group_share = shares @ in_group
         group_rows = (weight @ in_group) / np.maximum(group_share, 1e-12)
         min_rows = np.where(group_share >= MIN_SHARE, group_rows, 1.0).min(1)
     min_rows = np.minimum(min_rows, np.where(held, rows, 1.0).min(1))
