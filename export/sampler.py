@@ -133,7 +133,7 @@ def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judg
         if regions is None:
             route, routes, groups = generator, k, None
         else:
-            route = region_route(generator, strata.nearest_region(samples, regions).numpy(), regions, by_region)
+            route = region_route(generator, strata.nearest_region(samples, regions).numpy(), len(regions), by_region)
             routes = len(regions) * (1 if by_region else k)
             groups = None if by_region else np.repeat(np.arange(k), len(regions))  # a cell's generator
         if chosen_count and by_region:
@@ -167,12 +167,12 @@ def routes_by_region(model, regions):
     return regions is not None and (model.blended_generators or model.config.num_generators == 1)
 
 
-def region_route(generator, region, regions, by_region):
-    """A candidate's route where the sampler carries data regions: its region when rows route by
-    region, else its (generator, region) cell, numbered generator * R + region (numpy or TF). A row
-    whose route has no passing candidate takes a passing one of its generator (of any, routed by
-    region); calibration bounds the routes' share shift this causes."""
-    return region if by_region else generator * len(regions) + region
+def region_route(generator, region, num_regions, by_region):
+    """A candidate's route where the sampler carries ``num_regions`` (R) data regions: its region
+    when rows route by region, else its (generator, region) cell, numbered generator * R + region
+    (numpy or TF). A row whose route has no passing candidate takes a passing one of its generator
+    (of any, routed by region); calibration bounds the routes' share shift this causes."""
+    return region if by_region else generator * num_regions + region
 
 
 def _route_name(by_region, regions):
@@ -246,7 +246,7 @@ class Sampler(tf.Module):
             same_route = same_generator
             passed = passing & same_route
         else:  # the row's own region or cell if a candidate there passes, else (calibrated) its generator's
-            route = region_route(generator, region, self.regions, self.by_region)  # whose shares rows keep
+            route = region_route(generator, region, len(self.regions), self.by_region)  # whose shares rows keep
             same_route = tf.equal(route, route[:, :1])
             passed = prefer(passing & same_route, passing if self.by_region else passing & same_generator)
         accepted = tf.reduce_any(passed, axis=1)

@@ -9,7 +9,6 @@ import time
 import urllib.request
 
 import numpy as np
-import pytest
 
 TIMEOUT_S = 180
 TINY = ["--set", "generator_units=[16]", "--set", "discriminator_units=[16]", "--set", "latent_dim=4",
