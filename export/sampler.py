@@ -130,22 +130,27 @@ def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judg
         samples, generator, scores = calibration.candidate_draws(model, spec, constants)
         by_region = routes_by_region(model, regions)
         k = model.config.num_generators
+        shares_of_data = {}
         if regions is None:
             route, routes, groups = generator, k, None
         else:
             route = region_route(generator, strata.nearest_region(samples, regions).numpy(), len(regions), by_region)
             routes = len(regions) * (1 if by_region else k)
             groups = None if by_region else np.repeat(np.arange(k), len(regions))  # a cell's generator
+            shares_of_data = dict(route_region=np.arange(routes) % len(regions),
+                                  data_shares=strata.region_shares(real, regions))
         if chosen_count and by_region:
             candidates = calibration.matched_candidates(np.bincount(route, minlength=routes) / len(route))
         draws = (scores, judge(samples), route, routes)
         options = dict(matched=regions is not None or routes_by_noise(model), target=target, floor=floor,
-                       fallback=regions is not None, groups=groups, tied=ties_choice(model))
+                       fallback=regions is not None, groups=groups, tied=ties_choice(model), **shares_of_data)
         if chosen_count:
             candidates, found = calibration.choose_candidates_and_threshold(*draws, start=candidates, **options)
         else:
             found = calibration.choose_threshold(*draws, candidates=candidates, **options)
-        bound = "" if regions is None else f", their shares moved by <= {calibration.MAX_SHARE_SHIFT:g} (TV)"
+        bound = "" if regions is None else (
+            f", their shares moved by <= {calibration.MAX_SHARE_SHIFT:g} (TV) or the data regions' shares kept "
+            f"within {calibration.MAX_SHARE_SHIFT:g} (TV) of the raw model's distance to the data's")
         how = (f"loosest threshold with served outliers <= {target:g} and row acceptance >= {floor:g} per "
                f"{_route_name(by_region, regions)}{bound} on {found.draws} calibration draws"
                if found.target_met else
@@ -171,7 +176,8 @@ def region_route(generator, region, num_regions, by_region):
     """A candidate's route where the sampler carries ``num_regions`` (R) data regions: its region
     when rows route by region, else its (generator, region) cell, numbered generator * R + region
     (numpy or TF). A row whose route has no passing candidate takes a passing one of its generator
-    (of any, routed by region); calibration bounds the routes' share shift this causes."""
+    (of any, routed by region); calibration bounds the routes' share shift this causes (or what it
+    adds to the data regions' distance to the data's shares)."""
     return region if by_region else generator * num_regions + region
 
 

@@ -106,6 +106,7 @@ def test_quick_bench_writes_every_table_and_measurement(tmp_path):
 
 
 # Two halves of the suite's end-to-end bench check, so the two test processes can share them.
+@pytest.mark.slow
 @pytest.mark.timeout(1200)  # about 2 minutes alone
 def test_quick_studies_measure_raw_and_served(tmp_path, monkeypatch):
     """One in-process study (paper003) and one served-target study (trained, exported, sampled from
@@ -133,6 +134,7 @@ def test_quick_studies_measure_raw_and_served(tmp_path, monkeypatch):
     assert not masked["errors"] and masked["raw"]["emd"][0] > 0 and 0.4 < masked["acceptance"][0] < 0.6
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1200)  # about 2 minutes alone
 def test_quick_speed_section_measures_every_path(tmp_path, monkeypatch):
     """The speed section at the quick profile, alone, through ``run_bench``'s report writing."""

@@ -6,6 +6,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 from helpers import WORKER_TIMEOUT_S, free_ports
 
 import tfgan_mix.methods  # noqa: F401  (registers the methods for load_model)
@@ -19,6 +20,7 @@ def _backed_up_epoch(metadata):
         return 0
 
 
+@pytest.mark.slow
 def test_two_workers_train_together_and_end_with_identical_weights(tmp_path):
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     command = [sys.executable, "-m", "tfgan_mix.training.cli", "train", "--method", "npgan", "--data", "gaussians3",
@@ -49,6 +51,7 @@ def test_two_workers_train_together_and_end_with_identical_weights(tmp_path):
     assert any(not np.allclose(a, b) for a, b in zip(fresh.get_weights(), chief.get_weights()))
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_last_backup(tmp_path):
     """SIGKILL mid-run, then the same command again: it continues from the last backup (losing at
     most one backup interval), and the step counters of both optimizers end at the total."""

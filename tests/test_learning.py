@@ -54,6 +54,7 @@ def _num_generators(cls):
         return 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_short_run_learns_the_data(method):
     """Mixture methods are judged by their samples' mode shares against the data's (nearest

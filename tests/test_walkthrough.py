@@ -9,6 +9,7 @@ import time
 import urllib.request
 
 import numpy as np
+import pytest
 
 TIMEOUT_S = 180
 TINY = ["--set", "generator_units=[16]", "--set", "discriminator_units=[16]", "--set", "latent_dim=4",
@@ -38,6 +39,7 @@ def _wait_for_ports(server, deadline_s=120):
     raise AssertionError("serve printed no ports in time")
 
 
+@pytest.mark.slow
 def test_train_export_serve_and_request_over_rest_and_grpc(tmp_path):
     run, base = str(tmp_path / "run"), str(tmp_path / "exported")
     _run(_cli("train", "--preset", "npgan_gaussians3", "--steps", "20", "--batch-size", "64", "--out", run, *TINY))
