@@ -27,10 +27,11 @@ CALIBRATION_JUDGES = 3  # calibration judges outliers on this many disjoint part
 CALIBRATION_DRAWS = 20_000
 MIN_SHARE = 0.01  # routes (generators, cells) and generators drawn less than this skip the row floor
 CONFIDENCE = 0.95  # the served outlier rate's upper bound that must meet the target
-# Where rows are routed by data region or (generator, region) cell, the most the routes' shares may
-# move (TV, served vs raw), or, where the data's region shares are known, the most the served
-# regions' shares may move away from the data's beyond the raw model's distance: "without skewing
-# modes" is a constraint like the row floor; the outlier target is met within both or reported unmet.
+# Where rows are routed by (generator, region) cell, the most the cells' shares may move (TV, served
+# vs raw); where they are routed by data region and the data's region shares are known, the most
+# the served regions' shares may move away from the data's, summed over the regions that get farther
+# than the raw draw's (half the sum, as TV): "without skewing modes" is a constraint like the row
+# floor; the outlier target is met within both or reported unmet.
 MAX_SHARE_SHIFT = 0.02
 
 
@@ -86,7 +87,8 @@ class Calibration:
     target_met: bool
     draws: int
     expected_share_shift: float | None = None  # routes' shares, served vs raw (TV), where rows fall back
-    # Served regions' distance (TV) to the data's region shares minus the raw draw's, where known.
+    # By-region routes with the data's shares: how far the served regions' shares moved away from the
+    # data's, over the regions that got farther than the raw draw's (half the sum, as TV).
     expected_data_gap_growth: float | None = None
 
     def card(self):
@@ -107,7 +109,7 @@ def row_acceptance(acceptance, shares, candidates, matched):
 
 def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
                      target=DEFAULT_OUTLIER_TARGET, floor=DEFAULT_ROW_ACCEPTANCE, fallback=False,
-                     groups=None, tied=False, route_region=None, data_shares=None):
+                     groups=None, tied=False, data_shares=None):
     """The loosest threshold on ``scores`` meeting ``target`` with every generator's row acceptance
     >= ``floor``; when none meets the target, the floor-keeping threshold with the fewest served
     outliers (``target_met`` False). Inputs are per-candidate numpy arrays of one calibration draw;
@@ -118,20 +120,22 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
     its route's group: ``groups`` gives each route's group (the cell's generator; by default one
     group, so any passing candidate). Then the floor holds for every route's and every group's rows
     (those with at least ``MIN_SHARE`` of the draws), and the routes' shares, which the fallback
-    rows move, may move by at most ``MAX_SHARE_SHIFT`` (TV; recorded as ``expected_share_shift``).
+    rows move, may move by at most ``MAX_SHARE_SHIFT`` (TV; recorded as ``expected_share_shift``),
+    unless ``data_shares`` replaces that bound.
     ``tied``: a row's candidates all lie in its group (the generator drawn from ``u`` alone), so
     another candidate shares the row's route with probability share_route / share_group rather
     than share_route.
 
-    ``data_shares`` (R,): the held-back data's share of each region, ``route_region`` (``routes``,)
-    each route's region. Then a threshold may also move the routes' shares further when the served
-    regions' shares end up at most ``MAX_SHARE_SHIFT`` (TV) farther from the data's than the raw
-    draw's (recorded as ``expected_data_gap_growth``). Raw shares count every candidate, outliers
-    included under their nearest region: where a model blends modes (HMoG), rejecting its outliers
-    moves those shares without moving its on-manifold samples' shares (measured: gaussians5,
-    HMoG seed 2, 39% raw outliers), and holding the raw shares then keeps outliers for nothing;
-    dropping a mode the model draws only off the manifold still moves the regions' shares away from
-    the data's, so that stays bounded."""
+    ``data_shares`` (``routes``,): routes are data regions and these are the held-back data's
+    shares of them. Then the bound is on how far the served shares move away from the data's: per
+    region, the growth of |served - data| over |raw - data|, where positive, half summed (recorded
+    as ``expected_data_gap_growth``; never more than the shift). Raw shares count every candidate,
+    outliers included under their nearest region: where a model blends modes (HMoG), rejecting its
+    outliers moves those shares toward the data's (measured: gaussians5, HMoG seed 2, 39% raw
+    outliers), and holding the raw shares kept outliers for nothing. A region the data holds still
+    keeps its share: emptying it grows its own gap by its raw share, whatever the other regions
+    gain. The data's shares are estimated from the held-back draw: a few thousand points leave them
+    about 0.01-0.02 (TV) off over 8 regions, the size of the bound."""
     scores, outlier, route = np.asarray(scores), np.asarray(outlier, bool), np.asarray(route)
     groups = np.zeros(routes, int) if groups is None else np.asarray(groups)
     # Only the routes drawn at all (most (generator, region) cells are empty): the same figures.
@@ -166,17 +170,17 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
         group_rows = (weight @ in_group) / np.maximum(group_share, 1e-12)
         min_rows = np.where(group_share >= MIN_SHARE, group_rows, 1.0).min(1)
     gap_growth = None
-    shares_kept = shift <= MAX_SHARE_SHIFT
+    moved = shift
     if fallback and data_shares is not None:
-        gap_growth = data_gap_growth(weight, shares, np.asarray(route_region)[used], data_shares)
-        shares_kept |= gap_growth <= MAX_SHARE_SHIFT
+        data_shares = np.asarray(data_shares, float) / np.sum(data_shares)
+        gap_growth = moved = data_gap_growth(weight, shares, data_shares[used])
     min_rows = np.minimum(min_rows, np.where(held, rows, 1.0).min(1))
     served = (weight * outlier_rate).sum(1) / np.maximum(weight.sum(1), 1e-12)
     # The target must hold with 95% confidence, not just on this draw: the one-sided Clopper-Pearson
     # bound on the served rate, from the outliers counted among the passing candidates.
     passing = per_route_passed.sum(1)
     bound = stats.beta.ppf(CONFIDENCE, served * passing + 1, np.maximum(passing - served * passing, 1))
-    keeps_floor = (min_rows >= floor) & shares_kept  # the shares' bound is a floor of its own
+    keeps_floor = (min_rows >= floor) & (moved <= MAX_SHARE_SHIFT)  # the shares' bound is a floor of its own
     meets = keeps_floor & (bound <= target)
     if meets.any():
         best = int(np.flatnonzero(meets)[-1])  # thresholds descend: the last is the loosest
@@ -189,15 +193,15 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
                        None if gap_growth is None else float(gap_growth[best]))
 
 
-def data_gap_growth(weight, shares, region_of_route, data_shares):
-    """Per threshold, how much farther (TV) the served regions' shares lie from the data's than the
-    raw draw's: ``weight`` (T, K) the routes' served weights, ``shares`` (K,) their raw shares,
-    ``region_of_route`` (K,) each route's region, ``data_shares`` (R,)."""
-    data_shares = np.asarray(data_shares, float) / np.sum(data_shares)
-    to_region = np.eye(len(data_shares))[region_of_route]  # (K, R)
-    served = (weight / np.maximum(weight.sum(1, keepdims=True), 1e-12)) @ to_region
-    raw = shares @ to_region
-    return 0.5 * np.abs(served - data_shares).sum(1) - 0.5 * np.abs(raw - data_shares).sum()
+def data_gap_growth(weight, shares, data_shares):
+    """Per threshold, how far the served regions' shares moved away from the data's: half the sum,
+    over the regions whose gap |served - data| grew beyond the raw draw's |raw - data|, of that
+    growth. Only growth counts, so a region emptied is not offset by others moving toward the data.
+    ``weight`` (T, K) the regions' served weights, ``shares`` (K,) their raw shares, ``data_shares``
+    (K,) the data's (of the whole data: regions the draw never reached add nothing)."""
+    served = weight / np.maximum(weight.sum(1, keepdims=True), 1e-12)
+    growth = np.abs(served - data_shares) - np.abs(shares - data_shares)
+    return 0.5 * np.maximum(growth, 0.0).sum(1)
 
 
 def _with_fallback(shares, own, acceptance, match, passed, candidates, in_group, pool):
@@ -223,7 +227,7 @@ def _with_fallback(shares, own, acceptance, match, passed, candidates, in_group,
 def choose_candidates_and_threshold(scores, outlier, route, routes, *, start, matched,
                                     most=constants.MAX_CANDIDATES, target=DEFAULT_OUTLIER_TARGET,
                                     floor=DEFAULT_ROW_ACCEPTANCE, fallback=False, groups=None, tied=False,
-                                    route_region=None, data_shares=None):
+                                    data_shares=None):
     """(candidates, ``Calibration``): the fewest candidates per row, doubling from ``start`` up to
     ``most``, with which ``choose_threshold`` meets ``target``; when none does, the count with the
     fewest served outliers. More candidates let a generator whose samples mostly fail keep its rows
@@ -235,7 +239,7 @@ def choose_candidates_and_threshold(scores, outlier, route, routes, *, start, ma
     for m in counts:
         found = choose_threshold(scores, outlier, route, routes, candidates=m, matched=matched,
                                  target=target, floor=floor, fallback=fallback, groups=groups, tied=tied,
-                                 route_region=route_region, data_shares=data_shares)
+                                 data_shares=data_shares)
         if found.target_met:
             return m, found
         tried.append((found.expected_outlier_rate, m, found))

@@ -137,8 +137,8 @@ def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judg
             route = region_route(generator, strata.nearest_region(samples, regions).numpy(), len(regions), by_region)
             routes = len(regions) * (1 if by_region else k)
             groups = None if by_region else np.repeat(np.arange(k), len(regions))  # a cell's generator
-            shares_of_data = dict(route_region=np.arange(routes) % len(regions),
-                                  data_shares=strata.region_shares(real, regions))
+            if by_region:  # the data's region shares bound how far rejection moves them
+                shares_of_data = dict(data_shares=strata.region_shares(real, regions))
         if chosen_count and by_region:
             candidates = calibration.matched_candidates(np.bincount(route, minlength=routes) / len(route))
         draws = (scores, judge(samples), route, routes)
@@ -149,8 +149,9 @@ def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judg
         else:
             found = calibration.choose_threshold(*draws, candidates=candidates, **options)
         bound = "" if regions is None else (
-            f", their shares moved by <= {calibration.MAX_SHARE_SHIFT:g} (TV) or the data regions' shares kept "
-            f"within {calibration.MAX_SHARE_SHIFT:g} (TV) of the raw model's distance to the data's")
+            f", the regions' shares moved away from the data's by <= {calibration.MAX_SHARE_SHIFT:g} (TV, where "
+            "farther than the raw model's)" if by_region else
+            f", their shares moved by <= {calibration.MAX_SHARE_SHIFT:g} (TV)")
         how = (f"loosest threshold with served outliers <= {target:g} and row acceptance >= {floor:g} per "
                f"{_route_name(by_region, regions)}{bound} on {found.draws} calibration draws"
                if found.target_met else
@@ -176,8 +177,8 @@ def region_route(generator, region, num_regions, by_region):
     """A candidate's route where the sampler carries ``num_regions`` (R) data regions: its region
     when rows route by region, else its (generator, region) cell, numbered generator * R + region
     (numpy or TF). A row whose route has no passing candidate takes a passing one of its generator
-    (of any, routed by region); calibration bounds the routes' share shift this causes (or what it
-    adds to the data regions' distance to the data's shares)."""
+    (of any, routed by region); calibration bounds the share shift this causes (routed by region:
+    how far it moves the regions' shares away from the data's)."""
     return region if by_region else generator * num_regions + region
 
 

@@ -12,16 +12,17 @@ mode kept (the ideal region).
 So a calibrated sampler carries ``REGIONS`` k-means cells of held-back real data (scipy's
 ``kmeans2``); a candidate's region is its nearest cell centre. Among a row's passing candidates
 the sampler prefers those in its first candidate's region, so each region keeps about its raw
-share of rows; cells finer than the modes keep the modes' shares too (a mode's share is its
+share of rows (up to the bound below); cells finer than the modes keep the modes' shares too (a mode's share is its
 cells'). For generators that serve distinct samples a row's route is its (generator, region)
 cell, and a row whose cell has no passing candidate takes a passing one of its generator; for
 blended generators (``MixtureGAN.blended_generators``) and a lone generator, whose samples span
 every region, the region is the route (``sampler.routes_by_region``), and such a row takes any
-passing one. Either way calibration keeps the shift of the routes' shares within ``calibration.MAX_SHARE_SHIFT``
-(a generator that spans several modes otherwise loses the mode whose samples fail more often), or
-lets them move where the served regions' shares stay within that bound of the raw model's distance
-to the data's (``region_shares`` of the held-back data): rejecting outliers counted under their
-nearest region moves raw shares that no on-manifold sample holds.
+passing one. Calibration bounds what the fallback moves by ``calibration.MAX_SHARE_SHIFT``: the
+cells' shares (a generator that spans several modes otherwise loses the mode whose samples fail
+more often); routed by region, how far the regions' shares move away from the data's
+(``region_shares`` of the held-back data; only regions that get farther than raw count). Raw region
+shares count outliers under their nearest region, so for a model that blends modes they are
+shares no on-manifold sample holds, and rejecting those outliers moves them toward the data's.
 Simulated on the same draws with 64 candidates per row, MoG at threshold -0.53: 97% of rows find a
 passing candidate in their own region, served off-manifold 0.004, mode TV 0.020 (raw 0.016).
 """

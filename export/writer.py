@@ -239,7 +239,7 @@ def _routing(sampler):
         return choice
     return (f"{choice}; passing candidates in the first candidate's data region (one of {len(sampler.regions)}) "
             "first, else any of its generator's; calibration bounds the share shift of the (generator, region) "
-            "cells, or the data regions' distance to the data's shares beyond the raw model's")
+            "cells")
 
 
 def _if_any(metric, samples):
