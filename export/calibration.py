@@ -30,8 +30,9 @@ CONFIDENCE = 0.95  # the served outlier rate's upper bound that must meet the ta
 # Where rows are routed by (generator, region) cell, the most the cells' shares may move (TV, served
 # vs raw); where they are routed by data region and the data's region shares are known, the most
 # the served regions' shares may move away from the data's, summed over the regions that get farther
-# than the raw draw's (half the sum, as TV): "without skewing modes" is a constraint like the row
-# floor; the outlier target is met within both or reported unmet.
+# than the raw draw's (half the sum, as TV), and the most any region may fall below the smaller of
+# its raw and its data share: "without skewing modes" is a constraint like the row floor; the
+# outlier target is met within both or reported unmet.
 MAX_SHARE_SHIFT = 0.02
 
 
@@ -132,10 +133,12 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
     as ``expected_data_gap_growth``; never more than the shift). Raw shares count every candidate,
     outliers included under their nearest region: where a model blends modes (HMoG), rejecting its
     outliers moves those shares toward the data's (measured: gaussians5, HMoG seed 2, 39% raw
-    outliers), and holding the raw shares kept outliers for nothing. A region the data holds still
-    keeps its share: emptying it grows its own gap by its raw share, whatever the other regions
-    gain. The data's shares are estimated from the held-back draw: a few thousand points leave them
-    about 0.01-0.02 (TV) off over 8 regions, the size of the bound."""
+    outliers), and holding the raw shares kept outliers for nothing. Beside that, no region may fall
+    more than ``MAX_SHARE_SHIFT`` below the smaller of its raw and its data share (the growth alone
+    would let a region the model over-fills to twice the data's share be emptied), so a region
+    both the data and the model hold keeps it. The data's shares are estimated from the held-back
+    draw: 5,000-10,000 points leave them about 0.01-0.02 (TV) off over 8 regions, the size of the
+    bound."""
     scores, outlier, route = np.asarray(scores), np.asarray(outlier, bool), np.asarray(route)
     groups = np.zeros(routes, int) if groups is None else np.asarray(groups)
     # Only the routes drawn at all (most (generator, region) cells are empty): the same figures.
@@ -173,7 +176,8 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
     moved = shift
     if fallback and data_shares is not None:
         data_shares = np.asarray(data_shares, float) / np.sum(data_shares)
-        gap_growth = moved = data_gap_growth(weight, shares, data_shares[used])
+        gap_growth = data_gap_growth(weight, shares, data_shares[used])
+        moved = np.maximum(gap_growth, region_deficit(weight, shares, data_shares[used]))
     min_rows = np.minimum(min_rows, np.where(held, rows, 1.0).min(1))
     served = (weight * outlier_rate).sum(1) / np.maximum(weight.sum(1), 1e-12)
     # The target must hold with 95% confidence, not just on this draw: the one-sided Clopper-Pearson
@@ -202,6 +206,13 @@ def data_gap_growth(weight, shares, data_shares):
     served = weight / np.maximum(weight.sum(1, keepdims=True), 1e-12)
     growth = np.abs(served - data_shares) - np.abs(shares - data_shares)
     return 0.5 * np.maximum(growth, 0.0).sum(1)
+
+
+def region_deficit(weight, shares, data_shares):
+    """Per threshold, the most any region's served share falls below the smaller of its raw and
+    its data share (arguments as ``data_gap_growth``'s)."""
+    served = weight / np.maximum(weight.sum(1, keepdims=True), 1e-12)
+    return (np.minimum(shares, data_shares) - served).max(1)
 
 
 def _with_fallback(shares, own, acceptance, match, passed, candidates, in_group, pool):

@@ -20,7 +20,8 @@ every region, the region is the route (``sampler.routes_by_region``), and such a
 passing one. Calibration bounds what the fallback moves by ``calibration.MAX_SHARE_SHIFT``: the
 cells' shares (a generator that spans several modes otherwise loses the mode whose samples fail
 more often); routed by region, how far the regions' shares move away from the data's
-(``region_shares`` of the held-back data; only regions that get farther than raw count). Raw region
+(``region_shares`` of the held-back data; only regions that get farther than raw count), and how
+far any region falls below the smaller of its raw and its data share. Raw region
 shares count outliers under their nearest region, so for a model that blends modes they are
 shares no on-manifold sample holds, and rejecting those outliers moves them toward the data's.
 Simulated on the same draws with 64 candidates per row, MoG at threshold -0.53: 97% of rows find a

@@ -37,8 +37,3 @@ def truncated_export(tiny_run, tmp_path_factory):
     return writer.export_run(tiny_run, str(tmp_path_factory.mktemp("truncated")), rule="truncation",
                              threshold=-0.9, candidates=1)
 
-
-def pytest_collection_modifyitems(config, items):
-    """Slow tests first (stable otherwise): the two test processes then finish together instead of
-    one of them starting a minute-long test while the other runs out of work."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -241,13 +241,25 @@ def test_a_region_the_data_holds_is_not_emptied_for_others_moving_toward_the_dat
     manifold, but a score the rule ranks low). A threshold above region 0's scores would bring
     regions 1 and 2 nearer the data's (.0 / .32 / .68), and the total distance to the data's would
     fall; but region 0 would be emptied. Only growth counts, so its 0.1 stays bounded: calibration
-    keeps a threshold that lets region 0's candidates through, and the sampler keeps the region."""
+    keeps a threshold that lets region 0's candidates through, and the sampler keeps the region.
+    The same where the model over-fills region 0, so that emptying it grows no gap."""
     rng = np.random.default_rng(5)
     draw = _region_draw([0.1, 0.5, 0.4], [0.0, 0.8, 0.0], outlier_scores=(0.3, 0.5),
                         inlier_scores=[(0.0, 0.3), (0.5, 1.0), (0.5, 1.0)])
     region, outlier, scores = draw(20_000, rng)
     found = calibration.choose_threshold(scores, outlier, region, 3, candidates=8, matched=True, target=0.001,
                                          fallback=True, data_shares=[0.1, 0.2, 0.7])
+    assert not found.target_met and found.threshold < 0.3, found
+    served = _served_region_shares(draw, found.threshold, 8, rng)
+    assert served[0] > 0.08, (served, found)
+
+    # Over-filled: raw .25 against the data's .1. Emptying it shrinks every region's gap (no growth),
+    # but it falls more than the bound below the smaller of its raw and data shares, so it stays.
+    draw = _region_draw([0.25, 0.375, 0.375], [0.0, 0.2, 0.0], outlier_scores=(0.3, 0.5),
+                        inlier_scores=[(0.0, 0.3), (0.5, 1.0), (0.5, 1.0)])
+    region, outlier, scores = draw(20_000, rng)
+    found = calibration.choose_threshold(scores, outlier, region, 3, candidates=8, matched=True, target=0.001,
+                                         fallback=True, data_shares=[0.1, 0.45, 0.45])
     assert not found.target_met and found.threshold < 0.3, found
     served = _served_region_shares(draw, found.threshold, 8, rng)
     assert served[0] > 0.08, (served, found)
