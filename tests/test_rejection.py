@@ -244,25 +244,18 @@ def test_a_region_the_data_holds_is_not_emptied_for_others_moving_toward_the_dat
     keeps a threshold that lets region 0's candidates through, and the sampler keeps the region.
     The same where the model over-fills region 0, so that emptying it grows no gap."""
     rng = np.random.default_rng(5)
-    draw = _region_draw([0.1, 0.5, 0.4], [0.0, 0.8, 0.0], outlier_scores=(0.3, 0.5),
-                        inlier_scores=[(0.0, 0.3), (0.5, 1.0), (0.5, 1.0)])
-    region, outlier, scores = draw(20_000, rng)
-    found = calibration.choose_threshold(scores, outlier, region, 3, candidates=8, matched=True, target=0.001,
-                                         fallback=True, data_shares=[0.1, 0.2, 0.7])
-    assert not found.target_met and found.threshold < 0.3, found
-    served = _served_region_shares(draw, found.threshold, 8, rng)
-    assert served[0] > 0.08, (served, found)
-
-    # Over-filled: raw .25 against the data's .1. Emptying it shrinks every region's gap (no growth),
-    # but it falls more than the bound below the smaller of its raw and data shares, so it stays.
-    draw = _region_draw([0.25, 0.375, 0.375], [0.0, 0.2, 0.0], outlier_scores=(0.3, 0.5),
-                        inlier_scores=[(0.0, 0.3), (0.5, 1.0), (0.5, 1.0)])
-    region, outlier, scores = draw(20_000, rng)
-    found = calibration.choose_threshold(scores, outlier, region, 3, candidates=8, matched=True, target=0.001,
-                                         fallback=True, data_shares=[0.1, 0.45, 0.45])
-    assert not found.target_met and found.threshold < 0.3, found
-    served = _served_region_shares(draw, found.threshold, 8, rng)
-    assert served[0] > 0.08, (served, found)
+    low_scoring_region_0 = dict(outlier_scores=(0.3, 0.5), inlier_scores=[(0.0, 0.3), (0.5, 1.0), (0.5, 1.0)])
+    cases = {"region 1 over-filled by outliers": ([0.1, 0.5, 0.4], [0.0, 0.8, 0.0], [0.1, 0.2, 0.7]),
+             # Emptying region 0 (raw .25, data .1) shrinks every region's gap: the region floor holds it.
+             "region 0 over-filled": ([0.25, 0.375, 0.375], [0.0, 0.2, 0.0], [0.1, 0.45, 0.45])}
+    for case, (raw, outlier_rates, data) in cases.items():
+        draw = _region_draw(raw, outlier_rates, **low_scoring_region_0)
+        region, outlier, scores = draw(20_000, rng)
+        found = calibration.choose_threshold(scores, outlier, region, 3, candidates=8, matched=True, target=0.001,
+                                             fallback=True, data_shares=data)
+        assert not found.target_met and found.threshold < 0.3, (case, found)
+        served = _served_region_shares(draw, found.threshold, 8, rng)
+        assert served[0] > 0.08, (case, served, found)
 
 
 def _inliers_and_outliers(route, bad_route, bad_rate, rng):
