@@ -34,6 +34,10 @@ CONFIDENCE = 0.95  # the served outlier rate's upper bound that must meet the ta
 # its raw and its data share: "without skewing modes" is a constraint like the row floor; the
 # outlier target is met within both or reported unmet.
 MAX_SHARE_SHIFT = 0.02
+# A generator with at least this share of its calibration candidates judged outliers sits on no mode:
+# its rows keep no mode's share, so it is exempt from the row floor and the share bound, and its
+# rows may go unanswered instead of being served off the manifold (one generator at least stays held).
+OFF_MANIFOLD_GENERATOR = 0.99
 
 
 class OutlierJudge:
@@ -91,6 +95,8 @@ class Calibration:
     # By-region routes with the data's shares: how far the served regions' shares moved away from the
     # data's, over the regions that got farther than the raw draw's (half the sum, as TV).
     expected_data_gap_growth: float | None = None
+    # Generators exempt from the floor and the share bound: >= OFF_MANIFOLD_GENERATOR of them outliers.
+    off_manifold_generators: tuple = ()
 
     def card(self):
         return dataclasses.asdict(self)
@@ -150,7 +156,8 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
     # Tied rows draw every candidate from their group; other rows from all of the draw's.
     pool = in_group @ group_share if tied else np.ones(len(used))  # (K,) as a share of the draw
     match = shares / np.maximum(pool, 1e-12)
-    held = shares >= MIN_SHARE
+    off_generators, dead = _off_manifold_generators(one_hot, outlier, shares, in_group, used, fallback)
+    held = (shares >= MIN_SHARE) & ~dead
     # Every distinct score is a candidate threshold: with candidates in descending score order, the
     # ones passing threshold s_(i) are the first i + 1, so cumulative sums count them for all at once.
     order = np.argsort(-scores, kind="stable")
@@ -168,10 +175,13 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
     if fallback:
         weight, rows = _with_fallback(shares, rows, acceptance, match, per_route_passed, candidates, in_group,
                                       pool * len(route))
-        shift = 0.5 * np.abs(weight / np.maximum(weight.sum(1, keepdims=True), 1e-12) - shares).sum(1)
+        live_weight, live_shares = weight[:, ~dead], shares[~dead]  # off-manifold generators keep no share
+        shift = 0.5 * np.abs(live_weight / np.maximum(live_weight.sum(1, keepdims=True), 1e-12)
+                             - live_shares / live_shares.sum()).sum(1)
         # A group's rows (a generator's, for cells) keep the floor too, whatever its cells' shares.
         group_rows = (weight @ in_group) / np.maximum(group_share, 1e-12)
-        min_rows = np.where(group_share >= MIN_SHARE, group_rows, 1.0).min(1)
+        group_held = (group_share >= MIN_SHARE) & ~(in_group.T @ dead > 0)
+        min_rows = np.where(group_held, group_rows, 1.0).min(1)
     gap_growth = None
     moved = shift
     if fallback and data_shares is not None:
@@ -194,7 +204,28 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
     return Calibration(float(thresholds[best]), float(target), float(floor), float(served[best]),
                        float(min_rows[best]), bool(meets[best]), int(len(scores)),
                        float(shift[best]) if fallback else None,
-                       None if gap_growth is None else float(gap_growth[best]))
+                       None if gap_growth is None else float(gap_growth[best]), off_generators)
+
+
+def _off_manifold_generators(one_hot, outlier, shares, in_group, used, fallback):
+    """(generator ids, (K,) bool per route) of the generators whose candidates are at least
+    ``OFF_MANIFOLD_GENERATOR`` outliers. Routes are generators without data regions, (generator,
+    region) cells with several groups; routed by region (one group) no generator is singled out.
+    Never every generator: then nothing would be held."""
+    counts = np.maximum(one_hot.sum(0), 1)
+    off_route = (one_hot * outlier[:, None]).sum(0) / counts
+    if not fallback:  # routes are the generators
+        dead = off_route >= OFF_MANIFOLD_GENERATOR
+        ids = used[dead]
+    elif in_group.shape[1] > 1:  # cells: a generator is its group
+        group_off = (off_route * shares) @ in_group / np.maximum(shares @ in_group, 1e-12)
+        ids = np.flatnonzero(group_off >= OFF_MANIFOLD_GENERATOR)
+        dead = in_group[:, ids].sum(1) > 0
+    else:
+        return (), np.zeros(len(shares), bool)
+    if dead.all():
+        return (), np.zeros(len(shares), bool)
+    return tuple(int(i) for i in ids), dead
 
 
 def data_gap_growth(weight, shares, data_shares):

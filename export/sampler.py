@@ -157,6 +157,10 @@ def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judg
                if found.target_met else
                f"target {target:g} not reachable with row acceptance >= {floor:g}: fewest served outliers "
                f"({found.expected_outlier_rate:.4g}) on {found.draws} calibration draws")
+        if found.off_manifold_generators:
+            how += (f"; generator(s) {', '.join(map(str, found.off_manifold_generators))} on no mode (>= "
+                    f"{calibration.OFF_MANIFOLD_GENERATOR:g} of their candidates outliers): not held to the floor, "
+                    "their rows may go unanswered")
         return Rejection(rule, found.threshold, candidates, how, constants, found, regions)
     prior_scores = lambda: calibration.candidate_draws(  # noqa: E731 - drawn only by rules that use them
         model, spec, constants, draws=PRIOR_DRAWS, seed=12345, batch=10_000)[2]
