@@ -9,7 +9,8 @@ the held-back data (the improved-precision manifold of Kynkaanniemi et al. 2019)
 candidates and routing kept (a row's generator fixed, only z redrawn), generator i's row succeeds
 with probability r_i = 1 - (1 - a_i)^m (a_i: its candidates' acceptance), and the served rate is
 the r_i-weighted mix of the generators' accepted outlier rates. Keeping every r_i high is what keeps
-the served shares on the prior's.
+the served shares on the prior's; a generator on no mode (``OFF_MANIFOLD_GENERATOR``) keeps no
+mode's share, so its r_i may fall instead.
 """
 import dataclasses
 
@@ -97,6 +98,7 @@ class Calibration:
     expected_data_gap_growth: float | None = None
     # Generators exempt from the floor and the share bound: >= OFF_MANIFOLD_GENERATOR of them outliers.
     off_manifold_generators: tuple = ()
+    expected_row_acceptance: float | None = None  # all rows answered, exempt generators' included
 
     def card(self):
         return dataclasses.asdict(self)
@@ -117,7 +119,7 @@ def row_acceptance(acceptance, shares, candidates, matched):
 def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
                      target=DEFAULT_OUTLIER_TARGET, floor=DEFAULT_ROW_ACCEPTANCE, fallback=False,
                      groups=None, tied=False, data_shares=None):
-    """The loosest threshold on ``scores`` meeting ``target`` with every generator's row acceptance
+    """The loosest threshold on ``scores`` meeting ``target`` with every held generator's row acceptance
     >= ``floor``; when none meets the target, the floor-keeping threshold with the fewest served
     outliers (``target_met`` False). Inputs are per-candidate numpy arrays of one calibration draw;
     ``route`` is each candidate's route (its generator, region or cell), one of ``routes``.
@@ -126,7 +128,7 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
     region) cell) and a row that finds no passing candidate on its own route takes a passing one of
     its route's group: ``groups`` gives each route's group (the cell's generator; by default one
     group, so any passing candidate). Then the floor holds for every route's and every group's rows
-    (those with at least ``MIN_SHARE`` of the draws), and the routes' shares, which the fallback
+    (those with at least ``MIN_SHARE`` of the draws, and not of a generator on no mode), and the routes' shares, which the fallback
     rows move, may move by at most ``MAX_SHARE_SHIFT`` (TV; recorded as ``expected_share_shift``),
     unless ``data_shares`` replaces that bound.
     ``tied``: a row's candidates all lie in its group (the generator drawn from ``u`` alone), so
@@ -204,14 +206,15 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
     return Calibration(float(thresholds[best]), float(target), float(floor), float(served[best]),
                        float(min_rows[best]), bool(meets[best]), int(len(scores)),
                        float(shift[best]) if fallback else None,
-                       None if gap_growth is None else float(gap_growth[best]), off_generators)
+                       None if gap_growth is None else float(gap_growth[best]), off_generators,
+                       float(weight.sum(1)[best]))
 
 
 def _off_manifold_generators(one_hot, outlier, shares, in_group, used, fallback):
     """(generator ids, (K,) bool per route) of the generators whose candidates are at least
     ``OFF_MANIFOLD_GENERATOR`` outliers. Routes are generators without data regions, (generator,
     region) cells with several groups; routed by region (one group) no generator is singled out.
-    Never every generator: then nothing would be held."""
+    Never so many that no route of ``MIN_SHARE`` stays held."""
     counts = np.maximum(one_hot.sum(0), 1)
     off_route = (one_hot * outlier[:, None]).sum(0) / counts
     if not fallback:  # routes are the generators
@@ -223,7 +226,7 @@ def _off_manifold_generators(one_hot, outlier, shares, in_group, used, fallback)
         dead = in_group[:, ids].sum(1) > 0
     else:
         return (), np.zeros(len(shares), bool)
-    if dead.all():
+    if not ((shares >= MIN_SHARE) & ~dead).any():  # nothing would stay held to the floor
         return (), np.zeros(len(shares), bool)
     return tuple(int(i) for i in ids), dead
 
