@@ -37,7 +37,7 @@ CONFIDENCE = 0.95  # the served outlier rate's upper bound that must meet the ta
 MAX_SHARE_SHIFT = 0.02
 # A generator with at least this share of its calibration candidates judged outliers sits on no mode:
 # its rows keep no mode's share, so it is exempt from the row floor and the share bound, and its
-# rows may go unanswered instead of being served off the manifold (one generator at least stays held).
+# rows may go unanswered instead of being served off the manifold (some route of MIN_SHARE stays held).
 OFF_MANIFOLD_GENERATOR = 0.99
 
 
@@ -128,9 +128,9 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
     region) cell) and a row that finds no passing candidate on its own route takes a passing one of
     its route's group: ``groups`` gives each route's group (the cell's generator; by default one
     group, so any passing candidate). Then the floor holds for every route's and every group's rows
-    (those with at least ``MIN_SHARE`` of the draws, and not of a generator on no mode), and the routes' shares, which the fallback
-    rows move, may move by at most ``MAX_SHARE_SHIFT`` (TV; recorded as ``expected_share_shift``),
-    unless ``data_shares`` replaces that bound.
+    (those with at least ``MIN_SHARE`` of the draws, and not of a generator on no mode), and the
+    routes' shares, which the fallback rows move, may move by at most ``MAX_SHARE_SHIFT`` (TV;
+    recorded as ``expected_share_shift``), unless ``data_shares`` replaces that bound.
     ``tied``: a row's candidates all lie in its group (the generator drawn from ``u`` alone), so
     another candidate shares the row's route with probability share_route / share_group rather
     than share_route.
@@ -188,8 +188,9 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
     moved = shift
     if fallback and data_shares is not None:
         data_shares = np.asarray(data_shares, float) / np.sum(data_shares)
-        gap_growth = data_gap_growth(weight, shares, data_shares[used])
-        moved = np.maximum(gap_growth, region_deficit(weight, shares, data_shares[used]))
+        served_shares = weight / np.maximum(weight.sum(1, keepdims=True), 1e-12)
+        gap_growth = data_gap_growth(served_shares, shares, data_shares[used])
+        moved = np.maximum(gap_growth, region_deficit(served_shares, shares, data_shares[used]))
     min_rows = np.minimum(min_rows, np.where(held, rows, 1.0).min(1))
     served = (weight * outlier_rate).sum(1) / np.maximum(weight.sum(1), 1e-12)
     # The target must hold with 95% confidence, not just on this draw: the one-sided Clopper-Pearson
@@ -231,21 +232,19 @@ def _off_manifold_generators(one_hot, outlier, shares, in_group, used, fallback)
     return tuple(int(i) for i in ids), dead
 
 
-def data_gap_growth(weight, shares, data_shares):
+def data_gap_growth(served, shares, data_shares):
     """Per threshold, how far the served regions' shares moved away from the data's: half the sum,
     over the regions whose gap |served - data| grew beyond the raw draw's |raw - data|, of that
     growth. Only growth counts, so a region emptied is not offset by others moving toward the data.
-    ``weight`` (T, K) the regions' served weights, ``shares`` (K,) their raw shares, ``data_shares``
+    ``served`` (T, K) the regions' served shares, ``shares`` (K,) their raw shares, ``data_shares``
     (K,) the data's (of the whole data: regions the draw never reached add nothing)."""
-    served = weight / np.maximum(weight.sum(1, keepdims=True), 1e-12)
     growth = np.abs(served - data_shares) - np.abs(shares - data_shares)
     return 0.5 * np.maximum(growth, 0.0).sum(1)
 
 
-def region_deficit(weight, shares, data_shares):
+def region_deficit(served, shares, data_shares):
     """Per threshold, the most any region's served share falls below the smaller of its raw and
     its data share (arguments as ``data_gap_growth``'s)."""
-    served = weight / np.maximum(weight.sum(1, keepdims=True), 1e-12)
     return (np.minimum(shares, data_shares) - served).max(1)
 
 

@@ -202,14 +202,18 @@ def _region_draw(shares, outlier_rates, outlier_scores=(0.0, 0.5), inlier_scores
     return draw
 
 
-def _served_region_shares(draw, threshold, m, rng, rows=40_000):
-    """The sampler's rule on rows of ``m`` candidates: its first candidate's region's passing
-    candidates first, else any passing one. Returns the accepted rows' region shares."""
-    region, _, scores = draw((rows, m), rng)
-    passing = scores >= threshold
-    own = passing & (region == region[:, :1])
+def _chosen_routes(routes, passing):
+    """The sampler's rule on candidates' ``routes`` (rows, m): a row's own (first candidate's)
+    route's passing candidates first, else any passing one. Returns the accepted rows' routes."""
+    own = passing & (routes == routes[:, :1])
     passed = np.where(own.any(1, keepdims=True), own, passing)
-    chosen = region[np.arange(rows), passed.argmax(1)][passed.any(1)]
+    return routes[np.arange(len(routes)), passed.argmax(1)][passed.any(1)]
+
+
+def _served_region_shares(draw, threshold, m, rng, rows=40_000):
+    """The accepted rows' region shares under the sampler's rule, rows of ``m`` candidates."""
+    region, _, scores = draw((rows, m), rng)
+    chosen = _chosen_routes(region, scores >= threshold)
     return np.bincount(chosen, minlength=region.max() + 1) / len(chosen)
 
 
@@ -270,11 +274,7 @@ def _simulated_shift(routes, bad_route, bad_rate, threshold, rng):
     its group: its own route's passing candidates first, else any passing one. Returns the TV between
     the accepted rows' routes and the rows' own first routes (paired: no share noise of the draw)."""
     _, scores = _inliers_and_outliers(routes, bad_route, bad_rate, rng)
-    passing = scores >= threshold
-    own = passing & (routes == routes[:, :1])
-    passed = np.where(own.any(1, keepdims=True), own, passing)
-    accepted = passed.any(1)
-    chosen = routes[np.arange(len(routes)), passed.argmax(1)][accepted]
+    chosen = _chosen_routes(routes, scores >= threshold)
     count = routes.max() + 1
     return M.total_variation(np.bincount(chosen, minlength=count), np.bincount(routes[:, 0], minlength=count))
 
