@@ -453,3 +453,48 @@ def test_a_generator_on_no_mode_is_not_held_to_the_row_floor():
     held = calibration.choose_threshold(scores, outlier, generator, 8, candidates=8, matched=False, target=0.001)
     kept = (scores[generator == 7] >= held.threshold).mean()
     assert held.off_manifold_generators == () and 1 - (1 - kept) ** 8 >= 0.99, (kept, held)
+
+
+@register_rule
+class PrefersTheLeft(Rule):
+    """Test rule: a candidate scores 10 - x, so the farther right, the worse."""
+
+    name = "test_prefers_the_left"
+
+    def score(self, model, constants, noise, samples, generator):
+        return 10.0 - samples[:, 0]
+
+
+class FarRightIsOutlying:
+    """Test judge: every sample right of x = 25 is an outlier."""
+
+    reference_rate = 0.0
+
+    def __call__(self, samples):
+        return np.asarray(samples)[:, 0] > 25.0
+
+
+def test_the_exported_sampler_leaves_a_generator_on_no_mode_unanswered():
+    """MGAN's four generators drawn with equal probability (trunks not shared, so one can be moved
+    alone); generator 3 is moved 50 to the right of the data the other three drew, so every one of its samples is an outlier. Through the sampler's
+    graph: the rows that draw it go unanswered (a quarter), none of its samples is served, and the
+    other three keep their equal shares. Holding it to the row floor would serve its rows off the
+    manifold, or miss the target."""
+    keras.utils.set_random_seed(0)
+    model = build_model("mgan", {**tiny_options("mgan"), "shared_trunk": False})  # its own output layer
+    model.rejection_rules = (*model.rejection_rules, PrefersTheLeft.name)  # this model only
+    raw, generator = model.generate(model.sample_noise(20_000, tf.constant([5, 0], tf.int64)))
+    real = raw.numpy()[generator.numpy() < 3]
+    _, last_bias = model.generators.trunk_layers[-1]
+    last_bias.assign(last_bias + np.array([[0.0, 0.0]] * 3 + [[50.0, 0.0]], np.float32))
+
+    rejection = calibrate(model, PrefersTheLeft.name, real=real, judge=FarRightIsOutlying())
+    found = rejection.calibration
+    assert found.target_met and found.off_manifold_generators == (3,), found
+    out = tf.function(Sampler(model, rejection).from_seed)(tf.range(2 * ROWS, dtype=tf.int64))
+    accepted = out["accepted"].numpy()
+    served, served_generator = out["samples"].numpy()[accepted], out["generator"].numpy()[accepted]
+    assert accepted.mean() == pytest.approx(0.75, abs=0.03), accepted.mean()
+    assert not FarRightIsOutlying()(served).any() and 3 not in served_generator
+    shares = np.bincount(served_generator, minlength=3) / len(served_generator)
+    assert M.total_variation(shares, np.full(3, 1 / 3)) <= 0.03, shares
