@@ -126,7 +126,8 @@ def test_quick_studies_measure_raw_and_served(tmp_path, monkeypatch):
         assert all(math.isfinite(v[0]) for v in row[key].values()), key
     assert row["losses"] and "g_loss" in row["losses"][0]
     paper003 = next(t for t in results["tables"] if t["key"] == "paper003")
-    assert paper003["rows"][0]["reference"] and len(paper003["rows"]) == 5
+    assert paper003["rows"][0]["reference"] and len(paper003["rows"]) == 8  # 3 runs at two learning rates
+    assert sum(r["label"].endswith(study_paper003.PRESET_RATE_SUFFIX) for r in paper003["rows"]) == 3
     masked = next(r for r in paper003["rows"] if r["label"] == study_paper003.MASKED_AT_GENERATION)
     assert all(not r["errors"] and r["rejected"].get("emd") for r in paper003["rows"][1:] if r is not masked)
     assert all(set(r["raw"]) == {"emd", "off_manifold", "modes", "mode_tv", "within_3_std"} for r in paper003["rows"])
@@ -323,19 +324,23 @@ def test_paper000_names_the_seeds_that_drew_fewer_modes():
 
 
 def test_paper003_note_says_whether_prior_selection_skewed_or_evened_the_mode_shares():
-    runs = [harness.Run("GAN", "masked_prior_ring8", method="gan"), harness.Run("masked", "masked_prior_ring8")]
+    runs = [harness.Run("GAN", "masked_prior_ring8", method="gan"), harness.Run("masked", "masked_prior_ring8"),
+            harness.Run("weighted", "weighted_prior_ring8")]
 
-    def rows(gan_tv, generation_tv, masked_tv):
+    def rows(gan_tv, masked_tv, weighted_tv):
         figures = lambda tv: {"mode_tv": [tv, tv], "within_3_std": [0.1, 0.1], "off_manifold": [0.01, 0.01]}
         return [{"label": "GAN", "raw": figures(gan_tv)},
-                {"label": study_paper003.MASKED_AT_GENERATION, "raw": figures(generation_tv)},
-                {"label": "masked", "raw": figures(0.0), "rejected": figures(masked_tv)}]
+                {"label": "masked", "raw": figures(0.0), "rejected": figures(masked_tv)},
+                {"label": "weighted", "raw": figures(0.0), "rejected": figures(weighted_tv)}]
 
-    skewed = study_paper003._order_note(rows(0.02, 0.25, 0.08), runs)
-    assert "adds one" in skewed and "mode-share TV 0.2500" in skewed and "own rule 0.0800" in skewed
-    # The masked prior is judged through its own rule (the rejected figures), not its raw ones.
-    evened = study_paper003._order_note(rows(0.30, 0.25, 0.08), runs)
-    assert "adds one" not in evened and "off by TV 0.3000" in evened
+    skewed = study_paper003._order_note(rows(0.02, 0.08, 0.05), runs, "preset-rate")
+    assert skewed.startswith("At the presets' learning rate, the prior selection") and "adds one" in skewed
+    assert "mode-share TV 0.0200" in skewed and "TV 0.0800" in skewed and "0.0500 (0.1000)" in skewed
+    # The prior methods are judged through their own rule (the rejected figures), not their raw ones;
+    # one of them evening the shares is enough to say the GAN's were off.
+    evened = study_paper003._order_note(rows(0.30, 0.08, 0.35), runs, "paper-rate")
+    assert evened.startswith("At the paper's learning rate") and "adds one" not in evened
+    assert "off by TV 0.3000" in evened
 
 
 def test_resume_reuses_a_finished_run_with_the_same_spec_only(tmp_path):
