@@ -13,22 +13,30 @@ from tfgan_mix.data.toy import RING8_RADIUS
 from tfgan_mix.methods.masked_prior import MaskedPriorConfig, masked_resample, num_kept
 
 PRE_SAMPLE = 1000  # section 4.1's pre-sample size, for a batch of 500 (masked prior's presample_factor 2)
-MASKED_AT_GENERATION = "GAN, prior masked only at generation"
-PAPER_RATE = 1e-4  # section 4.1: "a learning rate of 0.0001" (the presets raise it, see PRESET_RATE_SUFFIX)
-PRESET_RATE_SUFFIX = ", presets' rate"
+PAPER_RATE = 1e-4  # section 4.1: "a learning rate of 0.0001" (the ring presets raise it)
+PAPER_RATE_SUFFIX, PRESET_RATE_SUFFIX = ", paper's rate", ", presets' rate"
+MASKED_AT_GENERATION = "GAN, prior masked only at generation" + PAPER_RATE_SUFFIX
+# GAN, masked prior, weighted prior: the same presets as the served ring8 table's runs.
+BASE_RUNS = (Run("GAN (same WGAN-GP, no prior selection)", "masked_prior_ring8", method="gan"),
+             Run("masked prior", "masked_prior_ring8"), Run("weighted prior", "weighted_prior_ring8"))
+
+
+def rate_runs():
+    """(the runs at the paper's learning rate, the runs at the presets'), each GAN, masked, weighted.
+    Labelled apart from each other and from the served ring8 table's runs, since run directories
+    and training times are keyed by label."""
+    rate = (("g_learning_rate", PAPER_RATE), ("d_learning_rate", PAPER_RATE))
+    return ([dataclasses.replace(run, label=run.label + PAPER_RATE_SUFFIX, options=rate) for run in BASE_RUNS],
+            [dataclasses.replace(run, label=run.label + PRESET_RATE_SUFFIX) for run in BASE_RUNS])
 
 
 def paper003(bench):
     """Paper 003, section 4.1: EMD on ring8 for a GAN, masked and weighted prior resampling, at the
-    paper's learning rate and at the presets' (which train the modes far tighter in the same steps)."""
+    paper's learning rate and at the presets'."""
     points = bench.profile.emd_points  # real and generated points in the exact assignment
     data = bench.dataset("ring8")
     measure = served_measure(data, emd_points=points)  # the served tables' figures, with the EMD
-    paper_rate = (("g_learning_rate", PAPER_RATE), ("d_learning_rate", PAPER_RATE))
-    runs = [Run("GAN (same WGAN-GP, no prior selection)", "masked_prior_ring8", method="gan", options=paper_rate),
-            Run("masked prior", "masked_prior_ring8", options=paper_rate),
-            Run("weighted prior", "weighted_prior_ring8", options=paper_rate)]
-    preset_runs = [dataclasses.replace(run, label=run.label + PRESET_RATE_SUFFIX, options=()) for run in runs]
+    runs, preset_runs = rate_runs()
     rows = [bench.reference("real data (reference: a second draw)", "ring8", measure)]
     for run in runs + preset_runs:
         bench.log(f"paper 003: {run.label}")
@@ -43,16 +51,18 @@ def paper003(bench):
                     chain([runs[2].label, runs[1].label, runs[0].label, MASKED_AT_GENERATION]))
     preset_order = ranking("EMD weighted prior < masked prior < GAN at the presets' learning rate", "emd",
                            chain([preset_runs[2].label, preset_runs[1].label, preset_runs[0].label]))
+    preset_rate = bench.spec(preset_runs[0], 0).options
     columns = [("emd", "EMD", True), ("off_manifold", "off-manifold rate", True), ("mode_tv", "mode-share TV", True),
                ("within_3_std", "share within 3 std", False)]
     return Table("paper003", "Paper 003, section 4.1: earth mover's distance on ring8", columns,
                  rows, paper, rankings=[order, preset_order], notes=[
                      note("paper003", "emd", points=points),
                      note("paper003", "shares-and-width", std=float(data.stds[0])),
-                     note("paper003", "two-rates", paper_rate=f"{PAPER_RATE:g}", suffix=PRESET_RATE_SUFFIX,
-                          preset_rate=f"{bench.spec(preset_runs[0], 0).options['g_learning_rate']:g}"),
-                     _order_note(rows, runs, "paper-rate"),
-                     _order_note(rows, preset_runs, "preset-rate"),
+                     note("paper003", "two-rates", paper_rate=f"{PAPER_RATE:g}", paper_suffix=PAPER_RATE_SUFFIX,
+                          preset_suffix=PRESET_RATE_SUFFIX, g_rate=f"{preset_rate['g_learning_rate']:g}",
+                          d_rate=f"{preset_rate['d_learning_rate']:g}"),
+                     _parts_note(rows, runs, "paper-rate"),
+                     _parts_note(rows, preset_runs, "preset-rate"),
                      note("paper003", "masked-at-generation", label=MASKED_AT_GENERATION, pre_sample=PRE_SAMPLE),
                      note("paper003", "against-the-paper", points=points, radius=RING8_RADIUS, seeds=len(bench.profile.seeds)),
                  ])
@@ -93,19 +103,23 @@ def masked_generation(model, n, rate, seed):
     return np.concatenate(parts)[:n], num_kept(PRE_SAMPLE, rate) / PRE_SAMPLE
 
 
-def _order_note(rows, runs, setting):
-    """Which of the two parts of the EMD the prior selection changed at one learning rate (``runs``:
-    GAN, masked, weighted), from the rows' means; the prior methods through their own rule, as they
-    generate. The paper's case for it is a GAN whose shares are off ("two modes have gotten a lot of
-    mass")."""
-    def means(label, part):
-        row = next(r for r in rows if r["label"] == label)
-        return {k: float(np.mean(v)) for k, v in row[part].items()}
-    gan = means(runs[0].label, "raw")
-    masked, weighted = (means(run.label, "rejected") for run in runs[1:])
-    key = "selection-skews-shares" if gan["mode_tv"] < min(masked["mode_tv"], weighted["mode_tv"]) \
-        else "selection-evens-shares"
-    figures = {f"{name}_{part}": number(row[metric]) for name, row in (("gan", gan), ("masked", masked),
-                                                                       ("weighted", weighted))
-               for part, metric in (("tv", "mode_tv"), ("near", "within_3_std"), ("off", "off_manifold"))}
-    return note("paper003", key, setting=note("paper003", setting).strip(), **figures)
+def _parts_note(rows, runs, setting):
+    """The two parts of the EMD for one learning rate's ``runs`` (GAN, masked, weighted), from the
+    rows' means: raw, and for the prior methods also through their own rule (as they generate).
+    Figures only: which part sets an order between two rows is read off them, not decided here."""
+    setting = note("paper003", setting).strip()
+    by_label = {row["label"]: row for row in rows}
+    parts = [(run, part) for run in runs for part in ("raw", "rejected") if run.method != "gan" or part == "raw"]
+    missing = sorted({run.label for run, part in parts
+                      if not all(by_label[run.label][part].get(k) for k in ("mode_tv", "within_3_std"))})
+    if missing:
+        return note("paper003", "parts-unmeasured", setting=setting, missing=", ".join(missing))
+
+    def mean(run, part, metric):
+        return number(np.mean(by_label[run.label][part][metric]))
+    gan, masked, weighted = runs
+    figures = {f"{name}_{short}{suffix}": mean(run, part, metric)
+               for name, run in (("gan", gan), ("masked", masked), ("weighted", weighted))
+               for part, suffix in (("raw", ""), ("rejected", "_rule")) if name != "gan" or part == "raw"
+               for short, metric in (("tv", "mode_tv"), ("near", "within_3_std"))}
+    return note("paper003", "parts", setting=setting, **figures)

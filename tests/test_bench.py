@@ -127,7 +127,8 @@ def test_quick_studies_measure_raw_and_served(tmp_path, monkeypatch):
     assert row["losses"] and "g_loss" in row["losses"][0]
     paper003 = next(t for t in results["tables"] if t["key"] == "paper003")
     assert paper003["rows"][0]["reference"] and len(paper003["rows"]) == 8  # 3 runs at two learning rates
-    assert sum(r["label"].endswith(study_paper003.PRESET_RATE_SUFFIX) for r in paper003["rows"]) == 3
+    for suffix, count in ((study_paper003.PAPER_RATE_SUFFIX, 4), (study_paper003.PRESET_RATE_SUFFIX, 3)):
+        assert sum(r["label"].endswith(suffix) for r in paper003["rows"]) == count, suffix
     masked = next(r for r in paper003["rows"] if r["label"] == study_paper003.MASKED_AT_GENERATION)
     assert all(not r["errors"] and r["rejected"].get("emd") for r in paper003["rows"][1:] if r is not masked)
     assert all(set(r["raw"]) == {"emd", "off_manifold", "modes", "mode_tv", "within_3_std"} for r in paper003["rows"])
@@ -323,24 +324,36 @@ def test_paper000_names_the_seeds_that_drew_fewer_modes():
     assert "drew all 3 modes" in study_paper000._dropped_modes_note(rows[2:], 3, (0,))
 
 
-def test_paper003_note_says_whether_prior_selection_skewed_or_evened_the_mode_shares():
-    runs = [harness.Run("GAN", "masked_prior_ring8", method="gan"), harness.Run("masked", "masked_prior_ring8"),
-            harness.Run("weighted", "weighted_prior_ring8")]
+def test_paper003_runs_train_at_the_papers_rate_and_the_presets_under_their_own_labels():
+    bench = harness.Bench(harness.PROFILES["full"], "unused")
+    paper_runs, preset_runs = study_paper003.rate_runs()
+    for paper_run in paper_runs:
+        options = bench.spec(paper_run, 0).options
+        assert options["g_learning_rate"] == options["d_learning_rate"] == study_paper003.PAPER_RATE, paper_run
+    preset_rates = {(bench.spec(r, 0).options["g_learning_rate"], bench.spec(r, 0).options["d_learning_rate"])
+                    for r in preset_runs}
+    assert len(preset_rates) == 1 and study_paper003.PAPER_RATE not in next(iter(preset_rates)), preset_rates
+    assert [bench.spec(r, 0).method for r in paper_runs] == ["gan", "masked_prior", "weighted_prior"]
+    # Run directories and training times are keyed by label: none may be another table's (served ring8
+    # trains the same presets under the base labels) or the other rate's.
+    labels = [r.label for r in paper_runs + preset_runs] + [study_paper003.MASKED_AT_GENERATION]
+    assert len(set(labels)) == len(labels) and not set(labels) & {r.label for r in study_paper003.BASE_RUNS}
 
-    def rows(gan_tv, masked_tv, weighted_tv):
-        figures = lambda tv: {"mode_tv": [tv, tv], "within_3_std": [0.1, 0.1], "off_manifold": [0.01, 0.01]}
-        return [{"label": "GAN", "raw": figures(gan_tv)},
-                {"label": "masked", "raw": figures(0.0), "rejected": figures(masked_tv)},
-                {"label": "weighted", "raw": figures(0.0), "rejected": figures(weighted_tv)}]
 
-    skewed = study_paper003._order_note(rows(0.02, 0.08, 0.05), runs, "preset-rate")
-    assert skewed.startswith("At the presets' learning rate, the prior selection") and "adds one" in skewed
-    assert "mode-share TV 0.0200" in skewed and "TV 0.0800" in skewed and "0.0500 (0.1000)" in skewed
-    # The prior methods are judged through their own rule (the rejected figures), not their raw ones;
-    # one of them evening the shares is enough to say the GAN's were off.
-    evened = study_paper003._order_note(rows(0.30, 0.08, 0.35), runs, "paper-rate")
-    assert evened.startswith("At the paper's learning rate") and "adds one" not in evened
-    assert "off by TV 0.3000" in evened
+def test_paper003_parts_note_gives_raw_and_through_the_rule_figures_or_names_a_run_without_them():
+    runs, _ = study_paper003.rate_runs()
+
+    def figures(tv, near):
+        return {"mode_tv": [tv, tv], "within_3_std": [near, near]}
+    rows = [{"label": runs[0].label, "raw": figures(0.15, 0.001), "rejected": {}},
+            {"label": runs[1].label, "raw": figures(0.11, 0.002), "rejected": figures(0.09, 0.003)},
+            {"label": runs[2].label, "raw": figures(0.08, 0.004), "rejected": figures(0.07, 0.005)}]
+    text = " ".join(study_paper003._parts_note(rows, runs, "paper-rate").split())  # the note's line breaks
+    assert text.startswith("At the paper's learning rate, the EMD's two parts")
+    assert "TV GAN 0.1500, masked prior 0.1100 / 0.0900, weighted prior 0.0800 / 0.0700;" in text
+    assert "std GAN 0.0010, masked prior 0.0020 / 0.0030, weighted prior 0.0040 / 0.0050." in text
+    rows[2]["rejected"] = {}  # nothing the weighted prior's rule accepted was measured
+    assert "no figures for " + runs[2].label in study_paper003._parts_note(rows, runs, "paper-rate")
 
 
 def test_resume_reuses_a_finished_run_with_the_same_spec_only(tmp_path):

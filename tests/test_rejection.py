@@ -476,10 +476,10 @@ class FarRightIsOutlying:
 
 def test_the_exported_sampler_leaves_a_generator_on_no_mode_unanswered():
     """MGAN's four generators drawn with equal probability (trunks not shared, so one can be moved
-    alone); generator 3 is moved 50 to the right of the data the other three drew, so every one of its samples is an outlier. Through the sampler's
-    graph: the rows that draw it go unanswered (a quarter), none of its samples is served, and the
-    other three keep their equal shares. Holding it to the row floor would serve its rows off the
-    manifold, or miss the target."""
+    alone); generator 3 is moved 50 to the right of the data the other three drew, so every one of
+    its samples is an outlier. Through the sampler's graph: the rows that draw it go unanswered (a
+    quarter), hardly any of its samples is served, and the other three keep their equal shares.
+    Holding it to the row floor would serve its rows off the manifold, or miss the target."""
     keras.utils.set_random_seed(0)
     model = build_model("mgan", {**tiny_options("mgan"), "shared_trunk": False})  # its own output layer
     model.rejection_rules = (*model.rejection_rules, PrefersTheLeft.name)  # this model only
@@ -495,6 +495,7 @@ def test_the_exported_sampler_leaves_a_generator_on_no_mode_unanswered():
     accepted = out["accepted"].numpy()
     served, served_generator = out["samples"].numpy()[accepted], out["generator"].numpy()[accepted]
     assert accepted.mean() == pytest.approx(0.75, abs=0.03), accepted.mean()
-    assert not FarRightIsOutlying()(served).any() and 3 not in served_generator
-    shares = np.bincount(served_generator, minlength=3) / len(served_generator)
+    # The loosest threshold meeting the target may let a few of generator 3's candidates through.
+    assert FarRightIsOutlying()(served).mean() <= 0.002 and (served_generator == 3).mean() <= 0.002
+    shares = np.bincount(served_generator, minlength=4)[:3] / len(served_generator)
     assert M.total_variation(shares, np.full(3, 1 / 3)) <= 0.03, shares
