@@ -109,17 +109,14 @@ def _parts_note(rows, runs, setting):
     Figures only: which part sets an order between two rows is read off them, not decided here."""
     setting = note("paper003", setting).strip()
     by_label = {row["label"]: row for row in rows}
-    parts = [(run, part) for run in runs for part in ("raw", "rejected") if run.method != "gan" or part == "raw"]
-    missing = sorted({run.label for run, part in parts
-                      if not all(by_label[run.label][part].get(k) for k in ("mode_tv", "within_3_std"))})
+    parts = [(name, run, part) for name, run in zip(("gan", "masked", "weighted"), runs)
+             for part in ("raw", "rejected") if name != "gan" or part == "raw"]  # the GAN has no rule of its own
+    metrics = (("tv", "mode_tv"), ("near", "within_3_std"))
+    missing = sorted({run.label for _, run, part in parts
+                      if not all(by_label[run.label][part].get(metric) for _, metric in metrics)})
     if missing:
         return note("paper003", "parts-unmeasured", setting=setting, missing=", ".join(missing))
-
-    def mean(run, part, metric):
-        return number(np.mean(by_label[run.label][part][metric]))
-    gan, masked, weighted = runs
-    figures = {f"{name}_{short}{suffix}": mean(run, part, metric)
-               for name, run in (("gan", gan), ("masked", masked), ("weighted", weighted))
-               for part, suffix in (("raw", ""), ("rejected", "_rule")) if name != "gan" or part == "raw"
-               for short, metric in (("tv", "mode_tv"), ("near", "within_3_std"))}
+    figures = {f"{name}_{short}{'_rule' if part == 'rejected' else ''}":
+               number(np.mean(by_label[run.label][part][metric]))
+               for name, run, part in parts for short, metric in metrics}
     return note("paper003", "parts", setting=setting, **figures)

@@ -436,8 +436,7 @@ def test_a_generator_on_no_mode_is_not_held_to_the_row_floor():
     rng = np.random.default_rng(6)
     n = 20_000
     generator = rng.choice([0, 2, 5, 7], n)
-    outlier = generator == 7
-    scores = np.where(outlier, rng.uniform(0.0, 0.5, n), rng.uniform(0.5, 1.0, n))
+    outlier, scores = _inliers_and_outliers(generator, 7, 1.0, rng)
     found = calibration.choose_threshold(scores, outlier, generator, 8, candidates=8, matched=False, target=0.001)
     assert found.target_met and found.threshold > 0.49 and found.off_manifold_generators == (7,), found
     assert found.expected_row_acceptance == pytest.approx(0.75, abs=0.02), found
@@ -448,8 +447,7 @@ def test_a_generator_on_no_mode_is_not_held_to_the_row_floor():
     assert cells.target_met and cells.off_manifold_generators == (7,), cells
     assert cells.expected_row_acceptance == pytest.approx(0.75, abs=0.02), cells
 
-    outlier = (generator == 7) & (rng.random(n) < 0.95)  # mostly, not entirely, off the manifold
-    scores = np.where(outlier, rng.uniform(0.0, 0.5, n), rng.uniform(0.5, 1.0, n))
+    outlier, scores = _inliers_and_outliers(generator, 7, 0.95, rng)  # mostly, not entirely, off the manifold
     held = calibration.choose_threshold(scores, outlier, generator, 8, candidates=8, matched=False, target=0.001)
     kept = (scores[generator == 7] >= held.threshold).mean()
     assert held.off_manifold_generators == () and 1 - (1 - kept) ** 8 >= 0.99, (kept, held)
