@@ -27,6 +27,16 @@ def test_independent_critic_recovers_the_wasserstein_distance_of_a_shift():
     assert near["distance"] < result["distance"] / 3
 
 
+def test_nearest_centre_judge_sees_a_spread_five_percent_wide_in_high_dimension():
+    # Squared distances to the centre: 1024 s^2 +- 45 s^2, so a 5% wider spread (10% in s^2) moves
+    # the mean by 2.3 of its standard deviations and a stump on it alone tells the two apart.
+    rng = np.random.default_rng(0)
+    centres = np.eye(2, 1024)
+    real, twin, wide = (centres[rng.integers(0, 2, 4000)] + s * rng.standard_normal((4000, 1024)) for s in (0.3, 0.3, 0.315))
+    assert judges.nearest_centre_judge_accuracy(real, wide, centres) > 0.8
+    assert 0.45 < judges.nearest_centre_judge_accuracy(real, twin, centres) < 0.55
+
+
 def test_mismatched_dimensions_are_named():
     with pytest.raises(ValueError, match="real has dimension 2 but samples have 3"):
         judges.judge_accuracy(np.zeros((10, 2)), np.zeros((10, 3)))
