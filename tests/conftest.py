@@ -15,12 +15,6 @@ split_cpu(2)
 from helpers import train_tiny_run  # noqa: E402
 
 
-def pytest_collection_modifyitems(items):
-    """The ``slow`` tests first (a stable sort): the two test processes then share them from the
-    start, instead of one of them finishing a long test alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 @pytest.fixture
 def cpu_devices():
     return [d.name for d in tf.config.list_logical_devices("CPU")]
