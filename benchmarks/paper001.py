@@ -2,7 +2,6 @@
 distance, the Judge's accuracy and an independent critic's Wasserstein estimate. The notes' words
 are in ``notes/paper001.md``."""
 import numpy as np
-from scipy.spatial.distance import cdist
 
 from tfgan_mix import judges
 from tfgan_mix import metrics as M
@@ -23,7 +22,7 @@ def paper001(bench):
                 "judge": judges.judge_accuracy(real, s, units=p.axes_units, steps=p.judge_steps),
                 "critic_w": critic["distance"],
                 "centre_judge": judges.nearest_centre_judge_accuracy(real, s, data.centres),
-                "spread": _squared_distance_to_centres(s, data.centres) / _squared_distance_to_centres(real, data.centres)}
+                "spread": _mean_spread(s, data.centres) / _mean_spread(real, data.centres)}
 
     units = (("generator_units", p.axes_units), ("discriminator_units", p.axes_units))
     rows = [bench.reference("real data (reference: a second draw)", "axes1024", measure)]
@@ -48,6 +47,6 @@ def paper001(bench):
                  ])
 
 
-def _squared_distance_to_centres(x, centres):
+def _mean_spread(x, centres):
     """Mean over ``x`` of the squared distance to the nearest mode centre."""
-    return float(np.mean(cdist(x, centres, "sqeuclidean").min(axis=1)))
+    return float(np.mean(judges.squared_distance_to_nearest_centre(x, centres)))

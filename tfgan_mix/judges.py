@@ -70,10 +70,9 @@ def nearest_centre_judge_accuracy(real, fake, centres, *, seed=0):
     """Held-out accuracy of a decision stump on each point's squared distance to the nearest of
     ``centres`` (module doc): fitted on one half of each set, scored on the other, as the Judge."""
     (real_train, fake_train), (real_test, fake_test) = _halves(real, fake, seed)
-    centres = np.asarray(centres, np.float64).reshape(len(centres), -1)
 
     def feature(*parts):
-        return cdist(np.concatenate(parts), centres, "sqeuclidean").min(axis=1, keepdims=True)
+        return squared_distance_to_nearest_centre(np.concatenate(parts), centres)[:, None]
 
     def labels(real_part, fake_part):
         return np.concatenate([np.ones(len(real_part)), np.zeros(len(fake_part))])
@@ -81,6 +80,12 @@ def nearest_centre_judge_accuracy(real, fake, centres, *, seed=0):
     stump = DecisionTreeClassifier(max_depth=1, random_state=seed)
     stump.fit(feature(real_train, fake_train), labels(real_train, fake_train))
     return float(stump.score(feature(real_test, fake_test), labels(real_test, fake_test)))
+
+
+def squared_distance_to_nearest_centre(x, centres):
+    """(N,) each point's squared Euclidean distance to the nearest of ``centres``."""
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    return cdist(x, np.asarray(centres, np.float64).reshape(len(centres), -1), "sqeuclidean").min(axis=1)
 
 
 def independent_critic_distance(real, fake, *, units=PAPER_UNITS, steps=2000, batch=256, learning_rate=1e-4,
