@@ -272,7 +272,7 @@ def _resolved_base_options(source_method, options, target_method):
 class Table:
     key: str
     title: str
-    columns: list  # (metric name, header, lower_is_better)
+    columns: list  # (metric name, header, lower_is_better: True, False, or None for no better side)
     rows: list
     paper: dict  # label -> {metric: paper figure}
     notes: list

@@ -71,6 +71,8 @@ def misses(table):
             figure, values = table.paper.get(row["label"], {}).get(metric), row["raw"].get(metric)
             if figure is None or not values:
                 continue
+            if lower_is_better is None:
+                raise ValueError(f"{table.key}: a paper figure for {metric!r}, a column with no better side")
             ours = float(np.mean(values))
             if (ours > figure) if lower_is_better else (ours < figure):
                 found.append(f"{row['label']}, {name} {number(ours)} vs {number(figure)}")
@@ -84,6 +86,8 @@ def ranking_verdict(table, ranking):
     it is "apart" when every seed of better beats every seed of worse, else the seeds overlap and
     the order between the two is within their spread."""
     lower_is_better = {metric: lower for metric, _, lower in table.columns}[ranking["metric"]]
+    if lower_is_better is None:
+        raise ValueError(f"{table.key}: a ranking on {ranking['metric']!r}, a column with no better side")
     values = {row["label"]: row["raw"].get(ranking["metric"]) for row in table.rows}
     missing = sorted({label for pair in ranking["pairs"] for label in pair if not values.get(label)})
     if missing:

@@ -48,6 +48,19 @@ def _main(capsys, *args):
     return code, capsys.readouterr().err
 
 
+def _assert_paper003_rows(paper003):
+    """Paper 003's table: the reference, 3 runs at each learning rate and the GAN masked only at
+    generation, every prior run measured through its rule."""
+    assert paper003["rows"][0]["reference"] and len(paper003["rows"]) == 8
+    for suffix, count in ((study_paper003.PAPER_RATE_SUFFIX, 4), (study_paper003.PRESET_RATE_SUFFIX, 3)):
+        assert sum(r["label"].endswith(suffix) for r in paper003["rows"]) == count, suffix
+    masked = next(r for r in paper003["rows"] if r["label"] == study_paper003.MASKED_AT_GENERATION)
+    assert all(not r["errors"] and r["rejected"].get("emd") for r in paper003["rows"][1:] if r is not masked)
+    assert all(set(r["raw"]) == {"emd", "off_manifold", "modes", "mode_tv", "within_3_std"} for r in paper003["rows"])
+    # The GAN's prior masked at generation: half of z kept (r = 0.5), measured like the raw rows.
+    assert not masked["errors"] and masked["raw"]["emd"][0] > 0 and 0.4 < masked["acceptance"][0] < 0.6
+
+
 def _assert_quick_speed_measured(speed):
     """Every quick-profile speed measurement is there: bank and loop at each K, XLA on and off, a
     training step's GFLOP/s and the peak, and every sampling path at every batch size."""
@@ -95,6 +108,7 @@ def test_quick_bench_writes_every_table_and_measurement(tmp_path):
     for key in ("paper003", "paper004", "paper001"):  # a second real draw: each metric's floor
         table = next(t for t in results["tables"] if t["key"] == key)
         assert table["rows"][0]["reference"] and set(table["rows"][0]["raw"]) == {c[0] for c in table["columns"]}
+    _assert_paper003_rows(next(t for t in results["tables"] if t["key"] == "paper003"))
     speed = results["speed"]
     _assert_quick_speed_measured(speed)
     assert all(r["p99_ms"] >= r["p50_ms"] > 0 for r in speed["sampling"] if "p50_ms" in r)
@@ -106,11 +120,12 @@ def test_quick_bench_writes_every_table_and_measurement(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # under a minute alone
 def test_quick_served_study_measures_raw_and_served(tmp_path, monkeypatch):
     """A served-target study (trained, exported, sampled from the ONNX file and the SavedModel) at
-    the quick profile, through ``run_bench``'s report writing. The paper studies and the speed
-    section run end to end in the benchmark-marked test above (over 10 minutes); their parts have
-    tests of their own below."""
+    the quick profile, through ``run_bench``'s report writing. The paper studies (paper 003's rows:
+    ``_assert_paper003_rows``) and the speed section run end to end in the benchmark-marked test
+    above (over 10 minutes); their parts have tests of their own below."""
     monkeypatch.setattr(run, "STUDIES", (served_studies.served_ring8,))
     monkeypatch.setattr(run, "speed_section", lambda *a, **k: FAKE_SPEED)
     path = run.run_bench(str(tmp_path), quick=True, log=lambda m: None)
@@ -289,6 +304,13 @@ def test_ranking_verdict_follows_each_metric_direction_and_names_the_pairs_out_o
         report_writer.ranking_verdict(table, unmeasured)
     # D's mean 6.5 beats E's 5.5, but D's seed at 1 is below both of E's: the seeds overlap.
     assert "D 6.5000 > E 5.5000 (the seeds overlap)" in report_writer.ranking_verdict(table, spread)
+    # A column with no better side (paper 001's spread, ideally 1) cannot be ranked or missed.
+    spread_column = harness.Table("t", "T", [("spread", "spread", None)], rows, {"A": {"spread": 1.0}}, [])
+    with pytest.raises(ValueError, match="no better side"):
+        report_writer.ranking_verdict(spread_column, harness.ranking("A < B", "spread", [("A", "B")]))
+    rows[0]["raw"]["spread"] = [0.5]
+    with pytest.raises(ValueError, match="no better side"):
+        report_writer.misses(spread_column)
     # The report prints every verdict, and a table read back from results.json keeps its rankings.
     markdown = report_writer.table_markdown(harness.Table(**json.loads(json.dumps(dataclasses.asdict(table)))))
     assert markdown.count("**The paper's ranking") == 4

@@ -37,6 +37,12 @@ def test_nearest_centre_judge_sees_a_spread_five_percent_wide_in_high_dimension(
     assert 0.45 < judges.nearest_centre_judge_accuracy(real, twin, centres) < 0.55
 
 
+def test_squared_distance_is_to_the_nearest_centre():
+    x = np.array([[0.0, 0.0], [3.0, 0.0], [1.0, 1.0]])
+    centres = np.array([[0.0, 0.0], [2.0, 0.0]])
+    np.testing.assert_allclose(judges.squared_distance_to_nearest_centre(x, centres), [0.0, 1.0, 2.0])
+
+
 def test_mismatched_dimensions_are_named():
     with pytest.raises(ValueError, match="real has dimension 2 but samples have 3"):
         judges.judge_accuracy(np.zeros((10, 2)), np.zeros((10, 3)))
