@@ -14,6 +14,7 @@ def paper001(bench):
     p = bench.profile
     rng = np.random.default_rng(0)
     real = data.x[rng.permutation(len(data.x))[:p.judge_points]]
+    real_spread = _mean_spread(real, data.centres)
 
     def measure(s, m):
         s = s[:p.judge_points]
@@ -22,7 +23,7 @@ def paper001(bench):
                 "judge": judges.judge_accuracy(real, s, units=p.axes_units, steps=p.judge_steps),
                 "critic_w": critic["distance"],
                 "centre_judge": judges.nearest_centre_judge_accuracy(real, s, data.centres),
-                "spread": _mean_spread(s, data.centres) / _mean_spread(real, data.centres)}
+                "spread": _mean_spread(s, data.centres) / real_spread}
 
     units = (("generator_units", p.axes_units), ("discriminator_units", p.axes_units))
     rows = [bench.reference("real data (reference: a second draw)", "axes1024", measure)]

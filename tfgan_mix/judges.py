@@ -48,6 +48,11 @@ def _halves(real, fake, seed):
     return (real[:half], fake[:half]), (real[half:], fake[half:])
 
 
+def _real_labels(real, fake):
+    """1 for each row of ``real``, then 0 for each row of ``fake``: the labels of their concatenation."""
+    return np.concatenate([np.ones(len(real)), np.zeros(len(fake))])
+
+
 def _batches(arrays, batch, steps, seed):
     data = tf.data.Dataset.from_tensor_slices(arrays).shuffle(len(arrays[0]), seed=seed).repeat()
     return data.batch(min(batch, len(arrays[0])), drop_remainder=True).take(steps)
@@ -57,12 +62,12 @@ def judge_accuracy(real, fake, *, units=PAPER_UNITS, steps=2000, batch=256, lear
     """Held-out accuracy of a classifier trained to tell ``real`` from ``fake`` (paper 001, metric 5)."""
     (real_train, fake_train), (real_test, fake_test) = _halves(real, fake, seed)
     x = np.concatenate([real_train, fake_train])
-    y = np.concatenate([np.ones(len(real_train)), np.zeros(len(fake_train))]).astype(np.float32)
+    y = _real_labels(real_train, fake_train).astype(np.float32)
     judge = _mlp(x.shape[1], units, seed, "judge")
     judge.compile(keras.optimizers.Adam(learning_rate), keras.losses.BinaryCrossentropy(from_logits=True))
     judge.fit(_batches((x, y), batch, steps, seed), verbose=0)
     logits = judge.predict(np.concatenate([real_test, fake_test]), batch_size=4096, verbose=0)[:, 0]
-    truth = np.concatenate([np.ones(len(real_test)), np.zeros(len(fake_test))])
+    truth = _real_labels(real_test, fake_test)
     return float(np.mean((logits > 0) == truth))
 
 
@@ -74,12 +79,9 @@ def nearest_centre_judge_accuracy(real, fake, centres, *, seed=0):
     def feature(*parts):
         return squared_distance_to_nearest_centre(np.concatenate(parts), centres)[:, None]
 
-    def labels(real_part, fake_part):
-        return np.concatenate([np.ones(len(real_part)), np.zeros(len(fake_part))])
-
     stump = DecisionTreeClassifier(max_depth=1, random_state=seed)
-    stump.fit(feature(real_train, fake_train), labels(real_train, fake_train))
-    return float(stump.score(feature(real_test, fake_test), labels(real_test, fake_test)))
+    stump.fit(feature(real_train, fake_train), _real_labels(real_train, fake_train))
+    return float(stump.score(feature(real_test, fake_test), _real_labels(real_test, fake_test)))
 
 
 def squared_distance_to_nearest_centre(x, centres):
