@@ -94,6 +94,7 @@ class Bench:
     def __init__(self, profile, work_dir, log=print, resume=False):
         self.profile = profile
         self.work_dir = work_dir
+        os.makedirs(work_dir, exist_ok=True)  # `--work` may name a new folder; studies write data files into it
         self.log = log
         self.resume = resume  # reuse runs (and their exports) already finished in work_dir
         self.timings = []  # {run, seed, steps, seconds} per trained run

@@ -401,6 +401,13 @@ def test_resume_reuses_a_finished_run_with_the_same_spec_only(tmp_path):
     assert logs[-1].startswith("  trained tiny gan (seed 0, 3 steps)")
 
 
+def test_a_new_work_folder_is_made_before_any_study_writes_into_it(tmp_path):
+    work = tmp_path / "new" / "work"
+    bench = harness.Bench(harness.PROFILES["quick"], str(work))
+    np.save(os.path.join(bench.work_dir, "mixture.npy"), np.zeros((2, 2)))  # as served_own_data does first
+    assert (work / "mixture.npy").exists()
+
+
 def test_resume_needs_a_work_folder(tmp_path, capsys):
     code, err = _main(capsys, "bench", "--quick", "--resume", "--out", str(tmp_path / "out"))
     assert code == 2 and "--resume needs --work" in err
