@@ -41,6 +41,10 @@ def _small_options(cls, k):
     options["latent_dim"] = min(cls.config_class().latent_dim, 32)
     if cls.config_class().shared_trunk:  # leaves then a shared trunk (MoG/HMoG): keep a narrow leaf layer
         options["generator_units"] = (32, 64, 64)
+    if "partitioner_blocks" in cls.config_class.field_names():
+        # A shallow partitioner (section 5's 20 blocks cost 2.3x the run) that freezes halfway, so the
+        # run's second half trains with the guide: every phase of PGMGAN and Partition GAN runs.
+        options.update(partitioner_blocks=4, partition_steps=STEPS // 2)
     return options
 
 
