@@ -35,6 +35,7 @@ CONFIDENCE = 0.95  # the served outlier rate's upper bound that must meet the ta
 # its raw and its data share: "without skewing modes" is a constraint like the row floor; the
 # outlier target is met within both or reported unmet.
 MAX_SHARE_SHIFT = 0.02
+LIMIT_ROW_FLOOR, LIMIT_SHARE_BOUND = "row floor", "share bound"  # names in ``Calibration.limited_by``
 # A generator with at least this share of its calibration candidates judged outliers sits on no mode:
 # its rows keep no mode's share, so it is exempt from the row floor and the share bound, and its
 # rows may go unanswered instead of being served off the manifold (some route of MIN_SHARE stays held).
@@ -99,9 +100,21 @@ class Calibration:
     # Generators exempt from the floor and the share bound: >= OFF_MANIFOLD_GENERATOR of them outliers.
     off_manifold_generators: tuple = ()
     expected_row_acceptance: float | None = None  # all rows answered, exempt generators' included
+    # Target unmet: what refused the nearest stricter threshold that would serve fewer outliers
+    # (LIMIT_ROW_FLOOR, LIMIT_SHARE_BOUND or both); empty when none would (the scores cannot separate them).
+    limited_by: tuple = ()
 
     def card(self):
         return dataclasses.asdict(self)
+
+
+def unmet_reason(found):
+    """Why ``found`` (a ``Calibration``) did not meet its target, in words for the card and warnings."""
+    if not found.limited_by:
+        return "no threshold serves fewer outliers"
+    names = {LIMIT_ROW_FLOOR: f"the row floor (row acceptance >= {found.row_acceptance_floor:g})",
+             LIMIT_SHARE_BOUND: f"the share bound (routes' or regions' shares moved by <= {MAX_SHARE_SHIFT:g})"}
+    return "a stricter threshold would break " + " and ".join(names[name] for name in found.limited_by)
 
 
 def row_acceptance(acceptance, shares, candidates, matched):
@@ -199,16 +212,23 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
     bound = stats.beta.ppf(CONFIDENCE, served * passing + 1, np.maximum(passing - served * passing, 1))
     keeps_floor = (min_rows >= floor) & (moved <= MAX_SHARE_SHIFT)  # the shares' bound is a floor of its own
     meets = keeps_floor & (bound <= target)
+    limited_by = ()
     if meets.any():
         best = int(np.flatnonzero(meets)[-1])  # thresholds descend: the last is the loosest
     else:
         floor_ok = np.flatnonzero(keeps_floor)  # never empty: the lowest threshold accepts everything
         best = int(floor_ok[served[floor_ok] == served[floor_ok].min()][-1])  # the loosest of the fewest
+        fewer = np.flatnonzero(served < served[best])  # each refused by a bound
+        if fewer.size:
+            nearest = int(fewer[np.argmin(np.abs(fewer - best))])
+            limited_by = tuple(name for name, broken in ((LIMIT_ROW_FLOOR, min_rows[nearest] < floor),
+                                                         (LIMIT_SHARE_BOUND, moved[nearest] > MAX_SHARE_SHIFT))
+                               if broken)
     return Calibration(float(thresholds[best]), float(target), float(floor), float(served[best]),
                        float(min_rows[best]), bool(meets[best]), int(len(scores)),
                        float(shift[best]) if fallback else None,
                        None if gap_growth is None else float(gap_growth[best]), off_generators,
-                       float(weight.sum(1)[best]))
+                       float(weight.sum(1)[best]), limited_by)
 
 
 def _off_manifold_generators(one_hot, outlier, shares, in_group, used, fallback):

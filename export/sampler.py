@@ -155,7 +155,7 @@ def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judg
         how = (f"loosest threshold with served outliers <= {target:g} and row acceptance >= {floor:g} per "
                f"{_route_name(by_region, regions)}{bound} on {found.draws} calibration draws"
                if found.target_met else
-               f"target {target:g} not reachable with row acceptance >= {floor:g}: fewest served outliers "
+               f"target {target:g} not reachable: {calibration.unmet_reason(found)}; fewest served outliers "
                f"({found.expected_outlier_rate:.4g}) on {found.draws} calibration draws")
         if found.off_manifold_generators:
             how += (f"; generator(s) {', '.join(map(str, found.off_manifold_generators))} on no mode (>= "

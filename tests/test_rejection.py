@@ -84,6 +84,12 @@ def test_choose_threshold_takes_the_loosest_threshold_meeting_the_target():
                                           floor=0.95)
     assert not strict.target_met and strict.expected_min_row_acceptance >= 0.95
     assert strict.expected_outlier_rate == pytest.approx(50 / 950, abs=0.002)
+    assert found.limited_by == () and strict.limited_by == (calibration.LIMIT_ROW_FLOOR,)
+    assert calibration.unmet_reason(strict) == "a stricter threshold would break the row floor (row acceptance >= 0.95)"
+    # Every candidate an outlier: no threshold serves fewer, and the reason says so rather than blame a bound.
+    hopeless = calibration.choose_threshold(scores, np.ones_like(outlier), generator, 2, candidates=1, matched=False,
+                                            target=0.002, floor=0.95)
+    assert hopeless.limited_by == () and calibration.unmet_reason(hopeless) == "no threshold serves fewer outliers"
 
 
 def test_export_doubles_the_candidates_until_the_target_holds_with_the_row_floor():
@@ -258,6 +264,9 @@ def test_a_region_the_data_holds_is_not_emptied_for_others_moving_toward_the_dat
         found = calibration.choose_threshold(scores, outlier, region, 3, candidates=8, matched=True, target=0.001,
                                              fallback=True, data_shares=data)
         assert not found.target_met and found.threshold < 0.3, (case, found)
+        # The rows are all answered: the share bound, not the row floor, is what the card must name.
+        assert found.limited_by == (calibration.LIMIT_SHARE_BOUND,) and found.expected_min_row_acceptance > 0.99
+        assert "share bound" in calibration.unmet_reason(found) and "row floor" not in calibration.unmet_reason(found)
         served = _served_region_shares(draw, found.threshold, 8, rng)
         assert served[0] > 0.08, (case, served, found)
 
