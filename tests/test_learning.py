@@ -43,7 +43,7 @@ def _small_options(cls, k):
         options["generator_units"] = (32, 64, 64)
     if "partitioner_blocks" in cls.config_class.field_names():
         # A shallow partitioner (section 5's 20 blocks cost 2.3x the run) that freezes halfway, so the
-        # run's second half trains with the guide: every phase of PGMGAN and Partition GAN runs.
+        # run's second half trains on the frozen partition (PGMGAN with its guide): every phase runs.
         options.update(partitioner_blocks=4, partition_steps=STEPS // 2)
     return options
 
