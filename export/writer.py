@@ -128,8 +128,9 @@ def export_run(run_dir, base, *, version=None, formats=FORMATS, rule=None, candi
     sampler = Sampler(model, rejection)
     card = model_card(sampler, measure_part, formats)
     if rejection.calibration is not None and not rejection.calibration.target_met:
+        served = card["measured"]["accepted"]["outlier_rate"]
         print(f"warning: {model.method_name}: outlier target {target:g} not met: "
-              f"{calibration.unmet_reason(rejection.calibration)}; served outlier rate measured {card['measured']['accepted']['outlier_rate']:.4g} "
+              f"{calibration.unmet_reason(rejection.calibration)}; served outlier rate measured {served:.4g} "
               "(see the model card)", file=sys.stderr)
 
     os.makedirs(base, exist_ok=True)

@@ -208,9 +208,10 @@ def test_drs_score_is_the_papers_f_against_a_uniform():
     assert abs(passed.mean() - np.mean(1 / (1 + np.exp(-f)))) < 0.05
 
 
-def test_export_writes_numbered_versions_with_a_model_card(tiny_run, tmp_path):
+def test_export_writes_numbered_versions_with_a_model_card(tiny_run, tmp_path, capsys):
     base = tmp_path / "sampler"
     first = writer.export_run(tiny_run, str(base))
+    warning = capsys.readouterr().err
     second = writer.export_run(tiny_run, str(base), formats="savedmodel", rule="router")
     assert os.path.basename(first) == "1" and os.path.basename(second) == "2"
     assert sorted(os.listdir(base)) == ["1", "2"], "no temporary directory may remain"
@@ -226,6 +227,11 @@ def test_export_writes_numbered_versions_with_a_model_card(tiny_run, tmp_path):
     assert regions.shape == (strata.REGIONS, *card["data_shape"]) and len(np.unique(regions, axis=0)) == strata.REGIONS
     calibration = card["rejection"]["calibration"]
     assert calibration["outlier_target"] == 0.001 and calibration["row_acceptance_floor"] == 0.99
+    # An unmet target is warned about with the same reason the card gives (what held the threshold).
+    assert ("not met: " in warning) == (not calibration["target_met"]), warning
+    if not calibration["target_met"]:
+        reason = warning.split("not met: ", 1)[1].split("; served", 1)[0]
+        assert reason and f"not reachable: {reason};" in card["rejection"]["threshold_from"], (reason, card)
     measured = card["measured"]
     assert measured["rows"] == writer.CARD_SAMPLES and "off-manifold" in measured["outlier_definition"]
     assert measured["accepted_rows"] == round(measured["acceptance_rate"] * measured["rows"])
