@@ -94,8 +94,8 @@ class Calibration:
     target_met: bool
     draws: int
     expected_share_shift: float | None = None  # routes' shares, served vs raw (TV), where rows fall back
-    # By-region routes with the data's shares: how far the served regions' shares moved away from the
-    # data's, over the regions that got farther than the raw draw's (half the sum, as TV).
+    # By-region routes with the data's shares: how far the served shares of the data's connected pieces
+    # moved away from the data's, over the pieces that got farther than the raw draw's (half the sum, as TV).
     expected_data_gap_growth: float | None = None
     # Generators exempt from the floor and the share bound: >= OFF_MANIFOLD_GENERATOR of them outliers.
     off_manifold_generators: tuple = ()
@@ -103,6 +103,9 @@ class Calibration:
     # Target unmet: what refused the nearest stricter threshold that would serve fewer outliers
     # (LIMIT_ROW_FLOOR, LIMIT_SHARE_BOUND or both); empty when none would (the scores cannot separate them).
     limited_by: tuple = ()
+    # Routed by region: the data's connected piece of each region (``strata.connected_pieces``), whose
+    # shares the data-share bound is taken over.
+    region_pieces: tuple | None = None
 
     def card(self):
         return dataclasses.asdict(self)
@@ -131,7 +134,7 @@ def row_acceptance(acceptance, shares, candidates, matched):
 
 def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
                      target=DEFAULT_OUTLIER_TARGET, floor=DEFAULT_ROW_ACCEPTANCE, fallback=False,
-                     groups=None, tied=False, data_shares=None):
+                     groups=None, tied=False, data_shares=None, pieces=None):
     """The loosest threshold on ``scores`` meeting ``target`` with every held generator's row acceptance
     >= ``floor``; when none meets the target, the floor-keeping threshold with the fewest served
     outliers (``target_met`` False). Inputs are per-candidate numpy arrays of one calibration draw;
@@ -159,7 +162,10 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
     would let a region the model over-fills to twice the data's share be emptied), so a region
     both the data and the model hold keeps it. The data's shares are estimated from the held-back
     draw: 5,000-10,000 points leave them about 0.01-0.02 (TV) off over 8 regions, the size of the
-    bound."""
+    bound. ``pieces`` (``routes``,): the data's connected piece of each region
+    (``strata.connected_pieces``); the growth and the floor are then taken over the pieces' shares
+    (a piece's share is its regions'), so mass moving between the regions of one piece is free.
+    By default every region is its own piece."""
     scores, outlier, route = np.asarray(scores), np.asarray(outlier, bool), np.asarray(route)
     groups = np.zeros(routes, int) if groups is None else np.asarray(groups)
     # Only the routes drawn at all (most (generator, region) cells are empty): the same figures.
@@ -202,8 +208,12 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
     if fallback and data_shares is not None:
         data_shares = np.asarray(data_shares, float) / np.sum(data_shares)
         served_shares = weight / np.maximum(weight.sum(1, keepdims=True), 1e-12)
-        gap_growth = data_gap_growth(served_shares, shares, data_shares[used])
-        moved = np.maximum(gap_growth, region_deficit(served_shares, shares, data_shares[used]))
+        pieces = np.arange(routes) if pieces is None else np.asarray(pieces)
+        in_piece = np.eye(pieces.max() + 1)[pieces]  # (routes, P): region -> piece
+        served_pieces, raw_pieces = served_shares @ in_piece[used], shares @ in_piece[used]
+        data_pieces = data_shares @ in_piece  # pieces the draw never reached add nothing (zero on both sides)
+        gap_growth = data_gap_growth(served_pieces, raw_pieces, data_pieces)
+        moved = np.maximum(gap_growth, region_deficit(served_pieces, raw_pieces, data_pieces))
     min_rows = np.minimum(min_rows, np.where(held, rows, 1.0).min(1))
     served = (weight * outlier_rate).sum(1) / np.maximum(weight.sum(1), 1e-12)
     # The target must hold with 95% confidence, not just on this draw: the one-sided Clopper-Pearson
@@ -228,7 +238,8 @@ def choose_threshold(scores, outlier, route, routes, *, candidates, matched,
                        float(min_rows[best]), bool(meets[best]), int(len(scores)),
                        float(shift[best]) if fallback else None,
                        None if gap_growth is None else float(gap_growth[best]), off_generators,
-                       float(weight.sum(1)[best]), limited_by)
+                       float(weight.sum(1)[best]), limited_by,
+                       None if gap_growth is None else tuple(int(p) for p in pieces))
 
 
 def _off_manifold_generators(one_hot, outlier, shares, in_group, used, fallback):
@@ -291,7 +302,7 @@ def _with_fallback(shares, own, acceptance, match, passed, candidates, in_group,
 def choose_candidates_and_threshold(scores, outlier, route, routes, *, start, matched,
                                     most=constants.MAX_CANDIDATES, target=DEFAULT_OUTLIER_TARGET,
                                     floor=DEFAULT_ROW_ACCEPTANCE, fallback=False, groups=None, tied=False,
-                                    data_shares=None):
+                                    data_shares=None, pieces=None):
     """(candidates, ``Calibration``): the fewest candidates per row, doubling from ``start`` up to
     ``most``, with which ``choose_threshold`` meets ``target``; when none does, the count with the
     fewest served outliers. More candidates let a generator whose samples mostly fail keep its rows
@@ -303,7 +314,7 @@ def choose_candidates_and_threshold(scores, outlier, route, routes, *, start, ma
     for m in counts:
         found = choose_threshold(scores, outlier, route, routes, candidates=m, matched=matched,
                                  target=target, floor=floor, fallback=fallback, groups=groups, tied=tied,
-                                 data_shares=data_shares)
+                                 data_shares=data_shares, pieces=pieces)
         if found.target_met:
             return m, found
         tried.append((found.expected_outlier_rate, m, found))

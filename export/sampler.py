@@ -137,8 +137,9 @@ def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judg
             route = region_route(generator, strata.nearest_region(samples, regions).numpy(), len(regions), by_region)
             routes = len(regions) * (1 if by_region else k)
             groups = None if by_region else np.repeat(np.arange(k), len(regions))  # a cell's generator
-            if by_region:  # the data's region shares bound how far rejection moves them
-                shares_of_data = dict(data_shares=strata.region_shares(real, regions))
+            if by_region:  # the data's shares of its connected pieces bound how far rejection moves them
+                shares_of_data = dict(data_shares=strata.region_shares(real, regions),
+                                      pieces=strata.connected_pieces(real, regions))
         if chosen_count and by_region:
             candidates = calibration.matched_candidates(np.bincount(route, minlength=routes) / len(route))
         draws = (scores, judge(samples), route, routes)
@@ -149,8 +150,9 @@ def calibrate(model, rule=None, candidates=None, real=None, threshold=None, judg
         else:
             found = calibration.choose_threshold(*draws, candidates=candidates, **options)
         bound = "" if regions is None else (
-            f", the regions' shares moved away from the data's by <= {calibration.MAX_SHARE_SHIFT:g} (TV, where "
-            "farther than the raw model's)" if by_region else
+            f", the data's connected pieces' shares ({len(set(found.region_pieces))} pieces of {len(regions)} regions) "
+            f"moved away from the data's by <= {calibration.MAX_SHARE_SHIFT:g} (TV, where farther than the raw "
+            "model's)" if by_region else
             f", their shares moved by <= {calibration.MAX_SHARE_SHIFT:g} (TV)")
         how = (f"loosest threshold with served outliers <= {target:g} and row acceptance >= {floor:g} per "
                f"{_route_name(by_region, regions)}{bound} on {found.draws} calibration draws"

@@ -271,6 +271,59 @@ def test_a_region_the_data_holds_is_not_emptied_for_others_moving_toward_the_dat
         assert served[0] > 0.08, (case, served, found)
 
 
+
+def test_mass_moving_between_regions_of_one_connected_piece_is_free():
+    """Regions 0 and 1 are one mode's cells (one piece), region 2 another mode. The data's shares
+    are .25 / .25 / .5, the model's raw .4 / .3 / .3, 60% of region 1's candidates outliers. Rejecting
+    them empties region 1 toward region 0 and region 2: region 1's gap to the data's grows, so a
+    bound on the regions refuses the threshold (target unmet, the share bound named); but the
+    pieces' shares move toward the data's (.7 / .3 raw against .5 / .5), so bounded on the pieces
+    the target is met, and the sampler's rule serves pieces nearer the data's than raw."""
+    rng = np.random.default_rng(6)
+    data, pieces = np.array([0.25, 0.25, 0.5]), np.array([0, 0, 1])
+    draw = _region_draw([0.4, 0.3, 0.3], [0.0, 0.6, 0.0])
+    region, outlier, scores = draw(20_000, rng)
+    options = dict(candidates=8, matched=True, target=0.001, fallback=True, data_shares=data)
+    by_region = calibration.choose_threshold(scores, outlier, region, 3, **options)
+    assert not by_region.target_met and by_region.limited_by == (calibration.LIMIT_SHARE_BOUND,), by_region
+    by_piece = calibration.choose_threshold(scores, outlier, region, 3, pieces=pieces, **options)
+    assert by_piece.target_met and by_piece.threshold > 0.49 and by_piece.region_pieces == (0, 0, 1), by_piece
+    served = _served_region_shares(draw, by_piece.threshold, 8, rng)
+    in_piece = np.eye(2)[pieces]
+    raw = np.bincount(region, minlength=3) / len(region)
+    assert M.total_variation(served @ in_piece, data @ in_piece) < M.total_variation(raw @ in_piece, data @ in_piece)
+    assert served[1] < raw[1] - 0.05, served  # the bound on the regions would have refused this
+
+
+def test_a_piece_the_data_holds_is_not_emptied_whatever_its_regions():
+    """The case above where a low-scoring region would be emptied, with that region its own piece and
+    the other two joined: the bound between pieces holds as the bound between regions did."""
+    rng = np.random.default_rng(5)
+    draw = _region_draw([0.1, 0.5, 0.4], [0.0, 0.8, 0.0], outlier_scores=(0.3, 0.5),
+                        inlier_scores=[(0.0, 0.3), (0.5, 1.0), (0.5, 1.0)])
+    region, outlier, scores = draw(20_000, rng)
+    found = calibration.choose_threshold(scores, outlier, region, 3, candidates=8, matched=True, target=0.001,
+                                         fallback=True, data_shares=[0.1, 0.2, 0.7], pieces=[0, 1, 1])
+    assert not found.target_met and found.threshold < 0.3 and found.limited_by == (calibration.LIMIT_SHARE_BOUND,)
+    assert _served_region_shares(draw, found.threshold, 8, rng)[0] > 0.08
+
+
+def test_connected_pieces_join_the_cells_of_one_mode_and_keep_the_modes_apart():
+    """Three well-separated Gaussians cut into 8 k-means cells: the cells of each mode form one
+    piece, and no piece spans two modes. One Gaussian alone is one piece, which would bound
+    nothing, so every cell stays its own piece."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
+    mode = rng.choice(3, 6000, p=[0.5, 0.3, 0.2])
+    x = centres[mode] + 0.3 * rng.standard_normal((6000, 2))
+    regions = strata.fit_regions(x)
+    pieces = strata.connected_pieces(x, regions)
+    cell_mode = np.argmin(((regions[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+    assert len(set(cell_mode)) == 3 and len(set(pieces)) == 3, (cell_mode, pieces)
+    assert all(len(set(pieces[cell_mode == m])) == 1 for m in range(3)), (cell_mode, pieces)
+    one = rng.standard_normal((4000, 2))
+    assert list(strata.connected_pieces(one, strata.fit_regions(one))) == list(range(strata.REGIONS))
+
 def _inliers_and_outliers(route, bad_route, bad_rate, rng):
     """(outlier, scores): ``bad_rate`` of ``bad_route``'s candidates are outliers scoring in [0, 0.5),
     every other candidate scores in [0.5, 1)."""
