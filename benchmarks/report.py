@@ -233,9 +233,11 @@ def previous_results(out_dir, profile, sections):
 
 
 def merged_timings(previous, new_tables, new_timings):
-    """The earlier run's training times, minus those of the runs retrained now, then the new ones."""
+    """The earlier run's training times, minus those of the runs retrained now, then the new ones;
+    one row per run and seed (a run two sections shared was once listed twice: the last row stays)."""
     if not previous:
         return new_timings
     old_rows = {t["key"]: t["rows"] for t in previous["tables"]}
     retrained = {row["label"] for table in new_tables for row in old_rows.get(table.key, []) + table.rows}
-    return [t for t in previous["timings"] if t["run"] not in retrained] + new_timings
+    merged = [t for t in previous["timings"] if t["run"] not in retrained] + new_timings
+    return list({(t["run"], t["seed"]): t for t in merged}.values())

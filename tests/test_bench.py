@@ -382,6 +382,15 @@ def test_paper003_parts_note_gives_raw_and_through_the_rule_figures_or_names_a_r
     assert "no figures for " + runs[2].label in study_paper003._parts_note(rows, runs, "paper-rate")
 
 
+
+def test_merged_timings_list_each_run_and_seed_once():
+    """A run two sections shared was listed once per section; merging keeps one row, the last."""
+    row = lambda run, seed, seconds: {"run": run, "seed": seed, "steps": 1, "seconds": seconds}  # noqa: E731
+    previous = {"tables": [{"key": "paper004", "rows": [{"label": "HMoG"}]}],
+                "timings": [row("GAN", 0, 5.0), row("GAN", 0, 5.0), row("HMoG", 0, 9.0)]}
+    merged = report_writer.merged_timings(previous, [], [row("MoG", 0, 3.0), row("MoG", 0, 3.5)])
+    assert merged == [row("GAN", 0, 5.0), row("HMoG", 0, 9.0), row("MoG", 0, 3.5)]
+
 def test_resume_reuses_a_finished_run_with_the_same_spec_only(tmp_path):
     logs = []
     run = harness.Run("tiny gan", "gan_gaussians3", steps=2)
@@ -393,6 +402,8 @@ def test_resume_reuses_a_finished_run_with_the_same_spec_only(tmp_path):
     model, reused = again.train(run, seed=0)
     assert reused == losses and model.method_name == "gan" and model_file.stat().st_mtime_ns == stamp
     assert logs[-1].startswith("  reused tiny gan (seed 0)") and again.timings[0]["seconds"] == first.timings[0]["seconds"]
+    again.train(run, seed=0)  # a second section using the same run within one bench
+    assert len(again.timings) == 1, "a run's training time counts once per bench"
     # Another spec (here one more step) or no --resume retrains in place.
     harness.Bench(harness.PROFILES["quick"], str(tmp_path), logs.append, resume=True).train(
         dataclasses.replace(run, steps=3), seed=0)

@@ -480,6 +480,10 @@ def test_generators_keep_the_data_regions_shares_under_a_calibrated_threshold(me
     rejection = calibrate(model, RejectsRegionZero.name, real=raw, judge=RegionZeroIsOutlying(regions))
     found = rejection.calibration
     assert not found.target_met, found
+    # Routed by region, the bound is taken over the data's connected pieces, recorded on the card.
+    assert (found.region_pieces is not None) == (method == "gan"), found
+    if method == "gan":
+        assert len(found.region_pieces) == strata.REGIONS and found.region_pieces[0] == 0, found
     rows = 2 * ROWS
     out = tf.function(Sampler(model, rejection).from_seed)(tf.range(rows, dtype=tf.int64))
     served = _region_shares(out["samples"][out["accepted"]], regions)
