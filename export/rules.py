@@ -153,10 +153,7 @@ class Manifold(Rule):
         x = np.asarray(real, np.float64).reshape(len(real), -1)
         if len(x) > self.MAX_BALLS:
             x = x[np.sort(np.random.default_rng(self.SEED).choice(len(x), self.MAX_BALLS, replace=False))]
-        radii = cKDTree(x).query(x, k=self.K + 1)[0][:, -1]
-        # Duplicate points have radius 0; floor at a small share of the typical radius.
-        radii = np.maximum(radii, 1e-3 * np.median(radii) + 1e-12)
-        return {"centres": x.astype(np.float32), "radii": radii.astype(np.float32)}
+        return knn_balls(x, self.K)
 
     def score(self, model, constants, noise, samples, generator):
         # |x - c_j|^2 / r_j^2 by matmuls of augmented rows [x, |x|^2, 1] against columns
@@ -175,6 +172,16 @@ class Manifold(Rule):
 
     def fallback_threshold(self, model, constants, real, prior_scores):
         return -1.0, "inside some k-NN ball (k=3) of held-back real data"
+
+
+def knn_balls(points, k, tree=None):
+    """{centres (M, d) float32, radii (M,) float32}: each point's ball reaching its k-th nearest
+    neighbour among ``points`` (``tree``: a ``cKDTree`` of them, when one is at hand)."""
+    points = np.asarray(points, np.float64).reshape(len(points), -1)
+    radii = (tree or cKDTree(points)).query(points, k=k + 1)[0][:, -1]
+    # Duplicate points have radius 0; floor at a small share of the typical radius.
+    radii = np.maximum(radii, 1e-3 * np.median(radii) + 1e-12)
+    return {"centres": points.astype(np.float32), "radii": radii.astype(np.float32)}
 
 
 def ball_columns(constants):

@@ -9,7 +9,7 @@ from helpers import tiny_options
 from scipy import stats
 
 from tfgan_mix import metrics as M
-from tfgan_mix.data import load_dataset
+from tfgan_mix.data import Dataset, load_dataset
 from tfgan_mix.export import calibration, client, strata, writer
 from tfgan_mix.export.rules import Rule, register_rule
 from tfgan_mix.export.sampler import Rejection, Sampler, calibrate, ties_choice
@@ -126,6 +126,23 @@ def test_calibration_judge_is_stricter_than_one_draws_judge():
     assert np.all(flagged_strict[flagged]) and flagged_strict.sum() > flagged.sum() > 0
     assert not flagged_strict[0]
 
+
+
+def test_unknown_modes_judge_widens_its_balls_until_real_data_passes():
+    """Without known modes the judge is the k-NN balls of held-back points. In 2-D, k = 3 leaves a
+    few real points outside (k stays 3); in 10-D k = 3 leaves far more than the allowed rate, and
+    the judge takes a larger k whose rate on held-back real points is within it. Off-manifold
+    points (far from every mode) are outliers to both."""
+    rng = np.random.default_rng(0)
+
+    for dim, wider in ((2, False), (10, True)):
+        centres = 3.0 * rng.standard_normal((4, dim))
+        x = centres[rng.integers(0, 4, 6000)] + 0.1 * rng.standard_normal((6000, dim))
+        judge = calibration.OutlierJudge(Dataset("unlabelled", x, "points"))
+        k = int(judge.definition.split("(k=", 1)[1].split(":", 1)[0])
+        assert (k > 3) == wider and judge.reference_rate <= calibration.JUDGE_REAL_RATE, (dim, k, judge.reference_rate)
+        between = (centres[0] + centres[1]) / 2 + 0.05 * rng.standard_normal((200, dim))
+        assert judge(between).mean() > 0.99, dim
 
 # ---------------------------------------------------------------------- through the exported graph
 @pytest.fixture(scope="module")
