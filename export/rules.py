@@ -178,7 +178,7 @@ def knn_balls(points, k, tree=None):
     """{centres (M, d) float32, radii (M,) float32}: each point's ball reaching its k-th nearest
     neighbour among ``points`` (``tree``: a ``cKDTree`` of them, when one is at hand)."""
     points = np.asarray(points, np.float64).reshape(len(points), -1)
-    radii = (tree or cKDTree(points)).query(points, k=k + 1)[0][:, -1]
+    radii = (cKDTree(points) if tree is None else tree).query(points, k=k + 1)[0][:, -1]
     # Duplicate points have radius 0; floor at a small share of the typical radius.
     radii = np.maximum(radii, 1e-3 * np.median(radii) + 1e-12)
     return {"centres": points.astype(np.float32), "radii": radii.astype(np.float32)}
