@@ -69,6 +69,7 @@ class OutlierJudge:
     def __init__(self, heldout, splits=1):
         x = heldout.x.reshape(len(heldout.x), -1)
         self.reference_rate = 0.0
+        self.neighbours = None  # the k of the k-NN judge (unknown modes only)
         if heldout.centres is not None and heldout.labels is not None:
             parts = np.array_split(np.random.default_rng(0).permutation(len(x)), splits)
             self.definition = ("off-manifold: farther from every mode centre than that mode's farthest "
@@ -89,6 +90,7 @@ class OutlierJudge:
             self.reference_rate = float((ball_ratio(x[reference], balls["centres"], balls["radii"]) > 1.0).mean())
             if self.reference_rate <= JUDGE_REAL_RATE:
                 break
+        self.neighbours = k
         self.definition = (f"outside every k-NN ball (k={k}: the smallest of {JUDGE_NEIGHBOURS} calling at most "
                            f"{JUDGE_REAL_RATE:g} of held-back real points outliers) of {len(balls_from)} "
                            "held-back real examples (improved precision, Kynkaanniemi et al. 2019)")

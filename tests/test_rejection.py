@@ -134,13 +134,12 @@ def test_unknown_modes_judge_widens_its_balls_until_real_data_passes():
     the judge takes a larger k whose rate on held-back real points is within it. Off-manifold
     points (far from every mode) are outliers to both."""
     rng = np.random.default_rng(0)
-
     for dim, wider in ((2, False), (10, True)):
         centres = 3.0 * rng.standard_normal((4, dim))
         x = centres[rng.integers(0, 4, 6000)] + 0.1 * rng.standard_normal((6000, dim))
         judge = calibration.OutlierJudge(Dataset("unlabelled", x, "points"))
-        k = int(judge.definition.split("(k=", 1)[1].split(":", 1)[0])
-        assert (k > 3) == wider and judge.reference_rate <= calibration.JUDGE_REAL_RATE, (dim, k, judge.reference_rate)
+        k = judge.neighbours
+        assert (k > 3) == wider and f"(k={k}:" in judge.definition and judge.reference_rate <= calibration.JUDGE_REAL_RATE, (dim, k, judge.reference_rate)
         between = (centres[0] + centres[1]) / 2 + 0.05 * rng.standard_normal((200, dim))
         assert judge(between).mean() > 0.99, dim
 
