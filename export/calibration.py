@@ -136,7 +136,8 @@ def unmet_reason(found):
     if not found.limited_by:
         return "no threshold serves fewer outliers"
     names = {LIMIT_ROW_FLOOR: f"the row floor (row acceptance >= {found.row_acceptance_floor:g})",
-             LIMIT_SHARE_BOUND: f"the share bound (routes' or regions' shares moved by <= {MAX_SHARE_SHIFT:g})"}
+             LIMIT_SHARE_BOUND: f"the share bound (shares of routes or of the data's pieces moved by "
+                                f"<= {MAX_SHARE_SHIFT:g})"}
     return "a stricter threshold would break " + " and ".join(names[name] for name in found.limited_by)
 
 

@@ -139,7 +139,8 @@ def test_unknown_modes_judge_widens_its_balls_until_real_data_passes():
         x = centres[rng.integers(0, 4, 6000)] + 0.1 * rng.standard_normal((6000, dim))
         judge = calibration.OutlierJudge(Dataset("unlabelled", x, "points"))
         k = judge.neighbours
-        assert (k > 3) == wider and f"(k={k}:" in judge.definition and judge.reference_rate <= calibration.JUDGE_REAL_RATE, (dim, k, judge.reference_rate)
+        assert (k > 3) == wider and f"(k={k}:" in judge.definition, (dim, k)
+        assert judge.reference_rate <= calibration.JUDGE_REAL_RATE, (dim, k, judge.reference_rate)
         between = (centres[0] + centres[1]) / 2 + 0.05 * rng.standard_normal((200, dim))
         assert judge(between).mean() > 0.99, dim
 
