@@ -4,6 +4,10 @@ by several modules live here; plain helpers live in helpers.py."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Under pytest-xdist each test process would size TensorFlow's intra-op pool to every core, so two
+# processes on 2 cores oversubscribe them; most of a test's time is single-threaded tracing anyway.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -13,6 +17,13 @@ from tfgan_mix.training.strategy import split_cpu  # noqa: E402
 split_cpu(2)
 
 from helpers import train_tiny_run  # noqa: E402
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked ``slow`` first: pytest-xdist hands tests out in this order, so the long ones
+    start early and the short ones even out the processes' loads at the end, instead of one long
+    test running alone at the end of the suite."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture
