@@ -87,14 +87,14 @@ class OutlierJudge:
         tree = cKDTree(points)
         for k in [k for k in JUDGE_NEIGHBOURS if k < len(points)] or [1]:
             balls = knn_balls(points, k, tree)
-            self.reference_rate = float((ball_ratio(x[reference], balls["centres"], balls["radii"]) > 1.0).mean())
+            self._judges = [lambda s, balls=balls: ball_ratio(s, balls["centres"], balls["radii"]) > 1.0]
+            self.reference_rate = float(self(x[reference]).mean())
             if self.reference_rate <= JUDGE_REAL_RATE:
                 break
         self.neighbours = k
         self.definition = (f"outside every k-NN ball (k={k}: the smallest of {JUDGE_NEIGHBOURS} calling at most "
                            f"{JUDGE_REAL_RATE:g} of held-back real points outliers) of {len(balls_from)} "
                            "held-back real examples (improved precision, Kynkaanniemi et al. 2019)")
-        self._judges = [lambda s: ball_ratio(s, balls["centres"], balls["radii"]) > 1.0]
 
     def __call__(self, samples):
         samples = np.asarray(samples)
