@@ -127,7 +127,6 @@ def test_calibration_judge_is_stricter_than_one_draws_judge():
     assert not flagged_strict[0]
 
 
-
 def test_unknown_modes_judge_widens_its_balls_until_real_data_passes():
     """Without known modes the judge is the k-NN balls of held-back points. In 2-D, k = 3 leaves a
     few real points outside (k stays 3); in 10-D k = 3 leaves far more than the allowed rate, and
@@ -144,16 +143,24 @@ def test_unknown_modes_judge_widens_its_balls_until_real_data_passes():
         between = (centres[0] + centres[1]) / 2 + 0.05 * rng.standard_normal((200, dim))
         assert judge(between).mean() > 0.99, dim
 
+
 # ---------------------------------------------------------------------- through the exported graph
+# Small nets at a high rate, stopped after 600 steps, while they still bridge gaussians3's modes.
+SHORT_RUN = {"data": "gaussians3", "steps": 600, "batch_size": 128, "seed": 1,
+             "options": {"generator_units": [64, 64], "discriminator_units": [128, 128], "latent_dim": 8,
+                         "g_learning_rate": 1e-3, "d_learning_rate": 1e-3}}
+
+
+def _short_run(tmp_path_factory, method, **spec):
+    out = tmp_path_factory.mktemp(f"{method}_run")
+    train(TrainSpec(method=method, **SHORT_RUN, **spec), load_dataset(SHORT_RUN["data"]), str(out), verbose=0)
+    return str(out)
+
+
 @pytest.fixture(scope="module")
 def outlier_run(tmp_path_factory):
     """A small MGAN on gaussians3 trained briefly: it still bridges the modes (off-manifold samples)."""
-    out = tmp_path_factory.mktemp("outlier_run")
-    spec = TrainSpec(method="mgan", data="gaussians3", steps=600, batch_size=128, num_generators=3, seed=1,
-                     options={"generator_units": [64, 64], "discriminator_units": [128, 128], "latent_dim": 8,
-                              "g_learning_rate": 1e-3, "d_learning_rate": 1e-3})
-    train(spec, load_dataset("gaussians3"), str(out), verbose=0)
-    return str(out)
+    return _short_run(tmp_path_factory, "mgan", num_generators=3)
 
 
 def _served(run_dir, version_dir, runtime, rows=4000):
@@ -168,6 +175,17 @@ def _served(run_dir, version_dir, runtime, rows=4000):
     return out["samples"], out["accepted"]
 
 
+def _raw_and_served(run_dir, version_dir, runtime):
+    """``calibration.fidelity`` of the run's own samples and of the rows ``runtime`` serves, judged
+    on a real draw the export never saw; and the rows' ``accepted``."""
+    heldout = load_dataset("gaussians3", seed=99)
+    judge = calibration.OutlierJudge(heldout)
+    samples, accepted = _served(run_dir, version_dir, runtime)
+    raw_samples, _ = load_run(run_dir).sample(len(samples), seed=4)
+    return (calibration.fidelity(raw_samples, heldout, judge), calibration.fidelity(samples[accepted], heldout, judge),
+            accepted)
+
+
 @pytest.fixture(scope="module")
 def exported_version(outlier_run, tmp_path_factory):
     return writer.export_run(outlier_run, str(tmp_path_factory.mktemp("base")))
@@ -178,11 +196,7 @@ def exported_version(outlier_run, tmp_path_factory):
 def test_served_samples_have_fewer_outliers_and_keep_mode_shares(outlier_run, exported_version, runtime):
     """The default export (k-NN manifold rule calibrated to 0.1% outliers) on a model that makes
     outliers: served samples are judged on a real draw the export never saw."""
-    heldout = load_dataset("gaussians3", seed=99)
-    judge = calibration.OutlierJudge(heldout)
-    samples, accepted = _served(outlier_run, exported_version, runtime)
-    raw_samples, _ = load_run(outlier_run).sample(len(samples), seed=4)
-    raw, served = calibration.fidelity(raw_samples, heldout, judge), calibration.fidelity(samples[accepted], heldout, judge)
+    raw, served, accepted = _raw_and_served(outlier_run, exported_version, runtime)
     assert raw["outlier_rate"] >= 0.005, f"the test needs a model that makes outliers: {raw}"
     assert accepted.mean() >= 0.95
     assert served["outlier_rate"] < raw["outlier_rate"] and served["outlier_rate"] <= 0.004, (raw, served)
@@ -194,12 +208,7 @@ def test_served_samples_have_fewer_outliers_and_keep_mode_shares(outlier_run, ex
 def bridging_gan_run(tmp_path_factory):
     """A small one-generator GAN on gaussians3 trained briefly: its one continuous generator
     bridges the three modes, and its sampler routes rows by data region."""
-    out = tmp_path_factory.mktemp("bridging_gan_run")
-    spec = TrainSpec(method="gan", data="gaussians3", steps=600, batch_size=128, seed=1,
-                     options={"generator_units": [64, 64], "discriminator_units": [128, 128], "latent_dim": 8,
-                              "g_learning_rate": 1e-3, "d_learning_rate": 1e-3})
-    train(spec, load_dataset("gaussians3"), str(out), verbose=0)
-    return str(out)
+    return _short_run(tmp_path_factory, "gan")
 
 
 @pytest.mark.slow
@@ -217,11 +226,7 @@ def test_a_lone_generator_bridging_the_modes_is_served_within_the_share_bound_an
     card = client.read_card(version)
     found = card["rejection"]["calibration"]
     assert len(found["region_pieces"]) == strata.REGIONS and len(set(found["region_pieces"])) == 3, found
-    heldout = load_dataset("gaussians3", seed=99)
-    judge = calibration.OutlierJudge(heldout)
-    samples, accepted = _served(bridging_gan_run, version, "onnx")
-    raw_samples, _ = load_run(bridging_gan_run).sample(len(samples), seed=4)
-    raw, served = calibration.fidelity(raw_samples, heldout, judge), calibration.fidelity(samples[accepted], heldout, judge)
+    raw, served, accepted = _raw_and_served(bridging_gan_run, version, "onnx")
     assert raw["outlier_rate"] >= 0.05 and raw["modes_covered"] == 3, f"the test needs a generator that bridges the modes: {raw}"
     assert accepted.mean() >= 0.95
     assert served["outlier_rate"] <= raw["outlier_rate"] / 3 and served["modes_covered"] == 3, (raw, served)
