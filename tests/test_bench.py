@@ -337,6 +337,23 @@ def test_weak_seeds_are_named_and_good_runs_are_not():
     assert "Every seed" in study_paper004._weak_seeds_note(rows[2:], 5, (0,))
 
 
+def test_paper004_compares_mog_at_its_preset_and_at_hmogs_settings(tmp_path):
+    """The MoG preset trains at another rate and length than HMoG's; the table adds MoG at HMoG's
+    settings so the two gates are also compared on equal terms, and its note names both."""
+    from tfgan_mix.training import presets
+
+    bench = harness.Bench(harness.PROFILES["full"], str(tmp_path))
+    runs = study_paper004._runs(bench)
+    specs = {run.label: bench.spec(run, 0) for run in runs}
+    hmog, mog = presets.load("hmog_gaussians5"), presets.load("mog_gaussians5")
+    assert [r.label for r in runs[:2]] == ["HMoG", "MoG"] and runs[2].label.startswith("MoG at HMoG's settings")
+    assert specs["MoG"].steps == mog["steps"] and specs["MoG"].options == mog["options"]
+    equal = specs[runs[2].label]
+    assert equal.method == "mog" and (equal.steps, equal.options) == (specs["HMoG"].steps, hmog["options"])
+    note = study_paper004._settings_note(bench, runs)
+    assert f"for {hmog['steps']} steps" in note and f"for {mog['steps']} steps" in note
+
+
 def test_paper000_names_the_seeds_that_drew_fewer_modes():
     from tfgan_mix.benchmarks import paper000 as study_paper000
 
