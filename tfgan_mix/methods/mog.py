@@ -25,12 +25,12 @@ which puts 83% off the manifold), gave 0.27 (uniform: 0.125), 5 modes and 38% of
 adopted).
 
 The ``mog_gaussians5`` preset trains at section IV-B's learning rate, 1e-4, for 9000 steps, where
-HMoG's preset takes 5e-4 for 3000. At 5e-4 the flat gate does not settle (XLA, 1500-step checks to
-9000 steps): seed 0 converged late (raw off-manifold 0.70 at 3000 steps, 0.12 at 9000) while seed 2
-swung between 27% and 74% off the manifold and between 3 and 5 modes, at 2e-4 too and with a moving
-average of the weights; the authors' toy loss (non-saturating, one critic step) stopped the swing
-and dropped two of the five modes. At 1e-4 every seed's off-manifold rate fell at every check with
-all 5 modes: 0.17 / 0.23 / 0.19 at 9000 steps on seeds 0 / 1 / 2 (README, paper 004).
+HMoG's preset takes 5e-4 for 3000. Measured in one 9000-step ``fit`` (XLA, the bench's data draw,
+5000 samples every 1500 steps): at 5e-4 seed 2 swung between 36% and 97% of samples off the
+manifold and between 3 and 5 modes, ending at 73%; at 1e-4 every seed covered all 5 modes at every
+check, seeds 1 and 2 falling steadily to 0.22 and 0.19 off the manifold and seed 0 swinging
+between 0.26 and 0.47, ending at 0.40. A weight average, 2e-4, or the authors' toy loss
+(non-saturating, one critic step: it drops two modes) did not do better (README, paper 004).
 
 The generator reported for a sample is the leaf with the largest gate value (its "responsibility").
 Every sample blends all leaves, so the exported sampler keeps the shares of data regions, not of
