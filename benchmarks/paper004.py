@@ -4,7 +4,6 @@ import numpy as np
 
 from tfgan_mix import metrics as M
 from tfgan_mix.benchmarks.harness import Run, Table, note, number
-from tfgan_mix.training import presets
 
 METHODS = (("hmog", "HMoG"), ("mog", "MoG"), ("mgan", "MGAN"), ("madgan", "MAD-GAN"), ("megan", "MEGAN"))
 
@@ -43,11 +42,10 @@ def _runs(bench):
     on equal settings."""
     runs = [Run(name, f"{method}_gaussians5" if method != "mgan" else "mgan_gaussians3", data="gaussians5", generators=8)
             for method, name in METHODS]
-    hmog = presets.load("hmog_gaussians5")
-    rates = tuple((key, hmog["options"][key]) for key in ("g_learning_rate", "d_learning_rate"))
-    steps = bench.spec(runs[0], 0).steps
-    runs.insert(2, Run(f"MoG at HMoG's settings ({rates[0][1]:g}, {steps} steps)", "mog_gaussians5", data="gaussians5",
-                       generators=8, options=rates, steps=steps))
+    hmog = bench.spec(runs[0], 0)
+    rates = tuple((key, hmog.options[key]) for key in ("g_learning_rate", "d_learning_rate"))
+    runs.insert(2, Run(f"MoG at HMoG's settings ({rates[0][1]:g}, {hmog.steps} steps)", "mog_gaussians5",
+                       data="gaussians5", generators=8, options=rates, steps=hmog.steps))
     return runs
 
 
