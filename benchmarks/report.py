@@ -110,11 +110,16 @@ def ranking_verdict(table, ranking):
 
 
 # ---------------------------------------------------------------------- speed
+def _spread(values, digits):
+    """min / median / max of repeated timings, as a table cell."""
+    return " / ".join(f"{v:.{digits}f}" for v in (min(values), statistics.median(values), max(values)))
+
+
 def speed_markdown(result, plot_dir):
     lines = ["## Speed", "", "### Training step against K (generator bank vs Python loop, XLA on/off)", "",
-             "| K | implementation | XLA | ms per step |", "|---|---|---|---|"]
+             "| K | implementation | XLA | ms per step: min / median / max |", "|---|---|---|---|"]
     for r in result["generator_bank"]:
-        lines.append(f"| {r['k']} | {r['implementation']} | {'on' if r['xla'] else 'off'} | {r['ms_per_step']:.2f} |")
+        lines.append(f"| {r['k']} | {r['implementation']} | {'on' if r['xla'] else 'off'} | {_spread(r['ms_per_step'], 2)} |")
     lines += ["", note("speed", "bank-step"), "", bank_note(result["generator_bank"], peak=result["matmul_peak_gflops"]),
               "", f"![step time against K]({plot_dir}/generator_bank.png)", ""]
     if result.get("npgan_vs_torch"):
@@ -122,13 +127,15 @@ def speed_markdown(result, plot_dir):
                   "| K | implementation | steps/s: min / median / max |", "|---|---|---|"]
         for r in result["npgan_vs_torch"]:
             v = r["steps_per_s"]
-            lines.append(f"| {r['k']} | {r['implementation']} | {min(v):.1f} / {statistics.median(v):.1f} / {max(v):.1f} |")
+            lines.append(f"| {r['k']} | {r['implementation']} | {_spread(v, 1)} |")
         lines += ["", torch_note(result["npgan_vs_torch"], result["jit_auto_xla"]), ""]
     if result.get("routed"):
         lines += ["### Hard-routed PGMGAN against k partitions (grid25 preset's nets)", "",
-                  "| k | XLA | ms per train step | ms per generate (4096 rows) |", "|---|---|---|---|"]
+                  "| k | XLA | ms per train step: min / median / max | ms per generate (4096 rows): min / median / max |",
+                  "|---|---|---|---|"]
         for r in result["routed"]:
-            lines.append(f"| {r['k']} | {'on' if r['xla'] else 'off'} | {r['ms_per_step']:.1f} | {r['ms_per_generate']:.1f} |")
+            lines.append(f"| {r['k']} | {'on' if r['xla'] else 'off'} | {_spread(r['ms_per_step'], 1)} | "
+                         f"{_spread(r['ms_per_generate'], 1)} |")
         lines += ["", routed_note(result["routed"]), ""]
     step, peak = result["training_step"], result["matmul_peak_gflops"]
     lines += ["### Achieved GFLOP/s of a training step", "",
@@ -161,7 +168,8 @@ def draw_speed_plots(result, out_dir):
     rows = result["generator_bank"]
     for name in dict.fromkeys(r["implementation"] for r in rows):
         for xla in (False, True):
-            pts = [(r["k"], r["ms_per_step"]) for r in rows if r["implementation"] == name and r["xla"] == xla]
+            pts = [(r["k"], statistics.median(r["ms_per_step"])) for r in rows
+                   if r["implementation"] == name and r["xla"] == xla]
             ax.plot(*zip(*pts), marker="o", label=f"{name}, XLA {'on' if xla else 'off'}")
     ax.set(xscale="log", yscale="log", xlabel="generators K", ylabel="ms per training step")
     ax.legend(fontsize=7)

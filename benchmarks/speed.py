@@ -14,8 +14,9 @@ measured matmul peak, sampling throughput and server latency, measured side by s
   signature, onnxruntime, REST and gRPC at several batch sizes, and server latency percentiles
   under a bounded concurrent load.
 
-Every function returns plain rows (lists of dicts) for the report writer; timings are the median
-of ``repeats`` runs after a warm-up call, so compilation is never counted.
+Every function returns plain rows (lists of dicts) for the report writer. Compilation is never
+counted (a warm-up call first); the bank and hard-routing tables keep every timing window of their
+interleaved contenders (``interleaved_ms``), the other figures are medians of ``repeats`` calls.
 """
 import importlib.metadata
 import importlib.util
@@ -46,6 +47,28 @@ from tfgan_mix.serving.grpc_client import predict_seeds
 from tfgan_mix.serving.model_server import serve
 from tfgan_mix.training import presets
 from tfgan_mix.training.train import TrainSpec, make_dataset, resolve_auto_jit, train
+
+
+def interleaved_ms(functions, repeats, window_seconds=0.2):
+    """{name: [ms per call, one per window]} for ``functions`` ({name: zero-argument callable}):
+    each is warmed up (tracing and compilation are not throughput) and sized to windows of about
+    ``window_seconds``, then the windows take turns, one function at a time, ``repeats`` rounds.
+    Window i of one against window i of another is a paired ratio: a burst of load on the box
+    hits both."""
+    calls = {}
+    for name, function in functions.items():
+        function()
+        start = time.perf_counter()
+        function()
+        calls[name] = max(1, round(window_seconds / (time.perf_counter() - start)))
+    windows = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            for _ in range(calls[name]):
+                function()
+            windows[name].append(1000 * (time.perf_counter() - start) / calls[name])
+    return windows
 
 
 def median_seconds(function, repeats):
@@ -83,7 +106,8 @@ def _bind_step(forward, variables, optimizer):
 
 def generator_bank_step_times(ks=(1, 4, 16, 64, 200), batch=256, latent_dim=100, units=(200, 100, 20),
                               out_dim=2, repeats=10):
-    """Rows of {k, implementation, xla, ms_per_step}."""
+    """Rows of {k, implementation, xla, ms_per_step: [ms per window]}; at each K the four
+    contenders' windows interleave (``interleaved_ms``)."""
     rows = []
     z = tf.random.stateless_uniform([batch, latent_dim], [1, 2], -1.0, 1.0)
     for k in ks:
@@ -95,13 +119,15 @@ def generator_bank_step_times(ks=(1, 4, 16, 64, 200), batch=256, latent_dim=100,
             "Python loop over K": (lambda x, nets=loop: tf.stack([net(x) for net in nets], axis=1),
                                    [v for net in loop for v in net.trainable_variables]),
         }
+        steps = {}
         for name, (forward, variables) in implementations.items():
             for xla in (False, True):
                 optimizer = keras.optimizers.Adam(1e-4)
                 optimizer.build(variables)
                 step = tf.function(_bind_step(forward, variables, optimizer), jit_compile=xla)
-                seconds = median_seconds(lambda s=step: s(z).numpy(), repeats)
-                rows.append({"k": k, "implementation": name, "xla": xla, "ms_per_step": 1000 * seconds})
+                steps[name, xla] = lambda s=step: s(z).numpy()
+        windows = interleaved_ms(steps, repeats)
+        rows += [{"k": k, "implementation": name, "xla": xla, "ms_per_step": ms} for (name, xla), ms in windows.items()]
     return rows
 
 
@@ -229,20 +255,23 @@ def routed_step_times(ks=(1, 16, 200), batch=512, sample_batch=4096, repeats=10,
     """Rows of {k, xla, ms_per_step, ms_per_generate}: PGMGAN's whole train_step (partitioner, D and
     G updates) at ``preset``'s sizes with k partitions, and its ``generate`` (what the exported
     sampler runs per candidate batch) on ``sample_batch`` noise rows. Each sample belongs to one
-    partition, so only its own generator head is computed (``GeneratorBank.own_heads``)."""
+    partition, so only its own generator head is computed (``GeneratorBank.own_heads``) and only its
+    own column of D's k-wide last layer. Every (k, XLA) contender's windows interleave
+    (``interleaved_ms``), so the ratios against k = 1 are paired per window."""
     settings = presets.load(preset)
     real = load_dataset(settings["data"]).x[:batch].astype(np.float32)
-    rows = []
+    steps, generates = {}, {}
     for k in ks:
         model = build_model(settings["method"], {**settings["options"], "num_generators": k, "data_shape": (2,)})
         noise = model.sample_noise(sample_batch, seed=[0, 0])
         for xla in (False, True):
             step = tf.function(model.train_step, jit_compile=xla)
-            generate = tf.function(lambda n: model.generate(n)[0], jit_compile=xla)
-            rows.append({"k": k, "xla": xla,
-                         "ms_per_step": 1000 * median_seconds(lambda: step(real)["d_loss"].numpy(), repeats),
-                         "ms_per_generate": 1000 * median_seconds(lambda: generate(noise).numpy(), repeats)})
-    return rows
+            generate = tf.function(lambda n, m=model: m.generate(n)[0], jit_compile=xla)
+            steps[k, xla] = lambda s=step: s(real)["d_loss"].numpy()
+            generates[k, xla] = lambda g=generate, n=noise: g(n).numpy()
+    step_ms, generate_ms = interleaved_ms(steps, repeats), interleaved_ms(generates, repeats)
+    return [{"k": k, "xla": xla, "ms_per_step": step_ms[k, xla], "ms_per_generate": generate_ms[k, xla]}
+            for k, xla in steps]
 
 
 # ---------------------------------------------------------------------- FLOP/s
@@ -376,9 +405,10 @@ def speed_section(profile, work_dir, log=print):
 
 def bank_note(rows, peak, batch=256, layer_sizes=(100, 200, 100, 20, 2)):
     """The bank-against-loop comparison in words: speed-ups per K and what bounds them."""
-    ms = {(r["k"], r["implementation"].startswith("GeneratorBank"), r["xla"]): r["ms_per_step"] for r in rows}
+    windows = {(r["k"], r["implementation"].startswith("GeneratorBank"), r["xla"]): r["ms_per_step"] for r in rows}
+    ms = {key: statistics.median(v) for key, v in windows.items()}
     ks = sorted({r["k"] for r in rows})
-    ratio = {xla: ", ".join(f"K={k} {ms[k, False, xla] / ms[k, True, xla]:.2f}" for k in ks
+    ratio = {xla: ", ".join(f"K={k} {_paired_ratios(windows[k, False, xla], windows[k, True, xla])}" for k in ks
                             if (k, False, xla) in ms and (k, True, xla) in ms) for xla in (False, True)}
     best = {k: min(((v, bank, xla) for (kk, bank, xla), v in ms.items() if kk == k), default=None) for k in ks}
     # Forward plus the two backward matmuls of every dense layer (3 x 2 x batch x in x out FLOPs per
@@ -432,7 +462,7 @@ def routed_note(rows):
     ks = sorted({r["k"] for r in rows})
     ms = {(r["k"], r["xla"]): r for r in rows}
     ratios = "; ".join(
-        f"XLA {'on' if xla else 'off'}: train step {ms[ks[-1], xla]['ms_per_step'] / ms[ks[0], xla]['ms_per_step']:.2f}x, "
-        f"generate {ms[ks[-1], xla]['ms_per_generate'] / ms[ks[0], xla]['ms_per_generate']:.2f}x"
+        f"XLA {'on' if xla else 'off'}: train step {_paired_ratios(ms[ks[-1], xla]['ms_per_step'], ms[ks[0], xla]['ms_per_step'])}, "
+        f"generate {_paired_ratios(ms[ks[-1], xla]['ms_per_generate'], ms[ks[0], xla]['ms_per_generate'])}"
         for xla in (False, True) if (ks[0], xla) in ms and (ks[-1], xla) in ms)
     return note("speed", "routed", k=ks[-1], k0=ks[0], ratios=ratios)
