@@ -186,3 +186,43 @@ def test_every_loss_family_and_noise_prior_trains(loss, noise):
     # d_steps=2: the critic took two updates per generator update (TTUR rates kept apart).
     assert int(model.d_optimizer.iterations.numpy()) == 2 * int(model.g_optimizer.iterations.numpy()) == 4
     assert model.d_optimizer.learning_rate.numpy() == pytest.approx(4e-3)
+
+
+def test_linear_rate_decay_brings_every_players_rate_to_zero_at_the_same_step(tmp_path):
+    """``learning_rate_decay="linear"``: D (two updates per step), G and NP start at their own
+    rates, are at half of them halfway and at 0 after ``learning_rate_decay_steps`` train steps;
+    a ``.keras`` round trip keeps the schedule, and training past its end moves nothing."""
+    options = {**tiny_options("npgan"), "d_steps": 2, "g_learning_rate": 1e-3, "d_learning_rate": 4e-3,
+               "noise_prior_learning_rate": 2e-3, "learning_rate_decay": "linear", "learning_rate_decay_steps": 4}
+    model = build_model("npgan", options)
+    players = {"d": 4e-3, "g": 1e-3, "np": 2e-3}
+
+    def rates(m):
+        return {name: float(getattr(m, f"{name}_optimizer").learning_rate) for name in players}
+
+    assert rates(model) == pytest.approx(players)
+    model.fit(toy_batches((2,)), steps_per_epoch=2, epochs=1, verbose=0)
+    assert rates(model) == pytest.approx({name: rate / 2 for name, rate in players.items()})
+    model.save(str(tmp_path / "model.keras"))
+    restored = keras.models.load_model(str(tmp_path / "model.keras"))
+    assert rates(restored) == pytest.approx(rates(model))
+    restored.fit(toy_batches((2,)), steps_per_epoch=2, epochs=1, verbose=0)
+    assert rates(restored) == pytest.approx({name: 0.0 for name in players}, abs=1e-12)
+    before = snapshot(restored.generator_variables + restored.discriminator_variables)
+    restored.fit(toy_batches((2,)), steps_per_epoch=1, epochs=1, verbose=0)
+    assert not moved(before, restored.generator_variables + restored.discriminator_variables)
+
+
+def test_rate_decay_options_are_checked_and_a_run_fills_in_its_length():
+    from tfgan_mix.data import load_dataset
+    from tfgan_mix.training.train import TrainSpec
+
+    with pytest.raises(ValueError, match="learning_rate_decay_steps >= 1, the run's length"):
+        tfgan_mix.get_method("gan")(data_shape=(2,), learning_rate_decay="linear")
+    with pytest.raises(ValueError, match="learning_rate_decay must be one of"):
+        tfgan_mix.get_method("gan")(data_shape=(2,), learning_rate_decay="cosine")
+    spec = TrainSpec(method="gan", data="gaussians3", steps=1234, options={"learning_rate_decay": "linear"})
+    assert spec.model_options(load_dataset("gaussians3"))["learning_rate_decay_steps"] == 1234
+    given = TrainSpec(method="gan", data="gaussians3", steps=1234,
+                      options={"learning_rate_decay": "linear", "learning_rate_decay_steps": 99})
+    assert given.model_options(load_dataset("gaussians3"))["learning_rate_decay_steps"] == 99

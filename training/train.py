@@ -55,9 +55,13 @@ class TrainSpec:
     steps_per_execution: int = 1  # train steps per call into the compiled function (TPUs want many)
 
     def model_options(self, dataset):
+        """The model's options: the spec's, the data's shape and the seed; a linear rate decay
+        without its length decays over this run's ``steps``."""
         options = {"data_shape": dataset.example_shape, "seed": self.seed, **self.options}
         if self.num_generators is not None:
             options["num_generators"] = self.num_generators
+        if options.get("learning_rate_decay") == "linear":
+            options.setdefault("learning_rate_decay_steps", self.steps)
         return options
 
 

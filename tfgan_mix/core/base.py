@@ -48,6 +48,7 @@ from tfgan_mix.losses import get_loss_family, gradient_penalty
 
 NOISE_PRIORS = constants.LATENT_PRIORS
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+LEARNING_RATE_DECAYS = ("constant", "linear")
 SALTS_PER_STEP = 64  # distinct noise draws one train step may make (critic steps + generator step)
 EVALUATION_SALT = SALTS_PER_STEP - 1  # the draw of ``test_step``
 METHOD_SALT = SALTS_PER_STEP - 2  # free for one draw of a method's own (a third player, a partitioner)
@@ -81,6 +82,10 @@ class GANConfig:
     beta_1: float = 0.5
     beta_2: float = 0.999
     amsgrad: bool = False
+    # "linear": each player's rate falls linearly to 0 over learning_rate_decay_steps train steps
+    # (Keras' PolynomialDecay); ``tfgan-mix train`` sets the steps to the run's length.
+    learning_rate_decay: str = "constant"
+    learning_rate_decay_steps: int = 0
     precision: str = "float32"
     seed: int = 0
 
@@ -109,6 +114,11 @@ class GANConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.d_steps >= SALTS_PER_STEP:
             raise ValueError(f"d_steps must be < {SALTS_PER_STEP}, got {self.d_steps}")
+        if self.learning_rate_decay not in LEARNING_RATE_DECAYS:
+            raise ValueError(f"learning_rate_decay must be one of {LEARNING_RATE_DECAYS}, got {self.learning_rate_decay!r}")
+        if self.learning_rate_decay == "linear" and int(self.learning_rate_decay_steps) < 1:
+            raise ValueError("learning_rate_decay='linear' needs learning_rate_decay_steps >= 1, the run's length in "
+                             f"train steps (tfgan-mix train sets it from --steps), got {self.learning_rate_decay_steps}")
         get_loss_family(self.loss)  # raises on an unknown loss
 
     @classmethod
@@ -389,17 +399,19 @@ class MixtureGAN(keras.Model):
         """
         c = self.config
         kwargs.pop("optimizer", None)
-        self.d_optimizer = self.make_optimizer(d_optimizer, c.d_learning_rate)
+        self.d_optimizer = self.make_optimizer(d_optimizer, c.d_learning_rate, updates_per_step=c.d_steps)
         self.g_optimizer = self.make_optimizer(g_optimizer, c.g_learning_rate)
         super().compile(optimizer=self.g_optimizer, **kwargs)
         self.d_optimizer.build(self.discriminator_variables)
         self.g_optimizer.build(self.generator_variables)
 
-    def make_optimizer(self, given, learning_rate):
+    def make_optimizer(self, given, learning_rate, updates_per_step=1):
         """``given`` (an optimizer or its identifier) or Adam at ``learning_rate`` with the config's
-        betas and amsgrad; wrapped for dynamic loss scaling under ``mixed_float16``."""
+        betas, amsgrad and decay (``updates_per_step``: the optimizer's updates per train step, so
+        every player's rate reaches 0 at the same step); wrapped for dynamic loss scaling under
+        ``mixed_float16``."""
         c = self.config
-        return loss_scaled(_optimizer(given, learning_rate, c), c.precision)
+        return loss_scaled(_optimizer(given, rate_schedule(learning_rate, c, updates_per_step), c), c.precision)
 
     def get_compile_config(self):
         return {
@@ -543,6 +555,17 @@ def _draw(distribution, shape, seed):
     if distribution == "uniform01":
         return tf.random.stateless_uniform(shape, seed)
     raise ValueError(f"unknown noise distribution {distribution!r}")
+
+
+def rate_schedule(learning_rate, config, updates_per_step=1):
+    """``learning_rate``, or with ``learning_rate_decay="linear"`` Keras' ``PolynomialDecay`` from it
+    to 0 over the config's ``learning_rate_decay_steps`` train steps (``updates_per_step`` optimizer
+    updates each). Ending at a rate of 0 settles players whose updates circle an equilibrium
+    instead of converging to it (README, "The demo's default run")."""
+    if config.learning_rate_decay == "constant":
+        return learning_rate
+    steps = int(config.learning_rate_decay_steps) * int(updates_per_step)
+    return keras.optimizers.schedules.PolynomialDecay(learning_rate, steps, end_learning_rate=0.0)
 
 
 def _optimizer(given, learning_rate, config):
