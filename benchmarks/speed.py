@@ -133,8 +133,10 @@ def generator_bank_step_times(ks=(1, 4, 16, 64, 200), batch=256, latent_dim=100,
 
 # ---------------------------------------------------------------------- against PyTorch
 def _npgan_options(**extra):
-    """The npgan_gaussians3 preset's options (paper 000's toy nets), with ``extra`` on top."""
-    return {**presets.load("npgan_gaussians3")["options"], "data_shape": (2,), **extra}
+    """The npgan_gaussians3 preset's options (paper 000's toy nets) at a constant rate, as the
+    PyTorch reference's Adam, with ``extra`` on top."""
+    return {**presets.load("npgan_gaussians3")["options"], "learning_rate_decay": "constant", "data_shape": (2,),
+            **extra}
 
 
 class _StepClock(keras.callbacks.Callback):
