@@ -197,8 +197,6 @@ def augment(images, noise, view):
     return x + 0.05 * pixels
 
 
-
-
 # The fake half of each loss family's discriminator loss (every family's is a sum real + fake).
 _FAKE_TERMS = {
     "ns": tf.nn.softplus,  # -log(1 - sigmoid(f))
@@ -345,7 +343,7 @@ class PGMGAN(MixtureGAN):
     def discriminator_column(self, x, index, training=False):
         """D_i(x) with i = ``index`` per row, (B,): the shared trunk once, then only each row's own
         column of the k-wide last layer (gathered), so D's cost does not grow with k either."""
-        if self.config.num_generators == 1:  # one column: the plain layer (measured 5% faster than a gather)
+        if self.config.num_generators == 1:  # one column: the plain layer (a gather measured 5% slower)
             return self.discriminator_logits(x, training)[:, 0]
         *trunk, logits = self.discriminator.layers
         h = x
