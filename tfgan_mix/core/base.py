@@ -339,6 +339,13 @@ class MixtureGAN(keras.Model):
     def discriminator_logits(self, x, training=False):
         return self.discriminator(x, training=training)
 
+    def discriminator_features(self, x, training=False):
+        """D's last hidden layer: every layer of the discriminator but its logits layer."""
+        h = x
+        for layer in self.discriminator.layers[:-1]:
+            h = layer(h, training=training)
+        return h
+
     def discriminate(self, x, training=False):
         """The adversarial logit, (B,)."""
         return self.discriminator_logits(x, training)[:, 0]

@@ -131,16 +131,9 @@ class DMWGANPL(MixtureGAN):
         """r(c): the learned prior, the same for every z."""
         return self.prior(noise["z"])
 
-    def critic_features(self, x, training=False):
-        """The critic's last hidden layer (everything but its logits layer)."""
-        h = x
-        for layer in self.discriminator.layers[:-1]:
-            h = layer(h, training=training)
-        return h
-
     def encoder_logits(self, x, training=False):
         """Q(c | x) as logits, (B, K), from the critic's features."""
-        h = self.critic_features(x, training)
+        h = self.discriminator_features(x, training)  # the critic's last hidden layer
         for layer in self.encoder_hidden:
             h = self._encoder_act(layer(h))
         return self.encoder_out(h)

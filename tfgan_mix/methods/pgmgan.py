@@ -345,11 +345,9 @@ class PGMGAN(MixtureGAN):
         column of the k-wide last layer (gathered), so D's cost does not grow with k either."""
         if self.config.num_generators == 1:  # one column: the plain layer (a gather measured 5% slower)
             return self.discriminator_logits(x, training)[:, 0]
-        *trunk, logits = self.discriminator.layers
-        h = x
-        for layer in trunk:
-            h = layer(h, training=training)
-        h = tf.cast(h, logits.compute_dtype)  # float32 logits under mixed precision, as Dense casts
+        logits = self.discriminator.layers[-1]
+        # float32 logits under mixed precision, as the Dense layer casts its input
+        h = tf.cast(self.discriminator_features(x, training), logits.compute_dtype)
         kernel = tf.gather(tf.transpose(tf.convert_to_tensor(logits.kernel)), index)  # (B, features)
         return tf.reduce_sum(h * kernel, axis=-1) + tf.gather(tf.convert_to_tensor(logits.bias), index)
 
