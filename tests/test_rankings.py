@@ -23,10 +23,10 @@ STEPS = 2500
 # Measured through this test's path (2026-12-07; 20,000 served rows, 5-NN on 5000 of them against
 # 5000 real points): NPGAN seeds 0-3 served off-manifold 0 and mode TV 0.003 / 0.008 / 0.006 /
 # 0.001 (raw off-manifold <= 0.00005), 5-NN two-sample accuracy 0.650 / 0.680 / 0.778 / 0.729;
-# the same seeds at a constant rate as good on the first two (TV <= 0.038) but 0.886 / 0.841 /
-# 0.886 / 0.855 on the third: each generator's samples narrower than its mode. At a constant rate
-# and 2000 steps 6 of 8 seeds met the first two bounds (seed 5 lost a mode, TV 0.197; seed 6 made
-# 1.3% outliers). MGAN seeds 0-3: TV 0.130-0.139, its uniform generator choice against shares 7/15,
+# at a constant rate the same seeds met the off-manifold and TV bounds too (TV <= 0.038) but
+# measured 5-NN 0.886 / 0.841 / 0.886 / 0.855: each generator's samples narrower than its mode. At
+# a constant rate and 2000 steps 6 of 8 seeds met the off-manifold and TV bounds (seed 5 lost a
+# mode, TV 0.197; seed 6 made 1.3% outliers). MGAN seeds 0-3: TV 0.130-0.139, its uniform generator choice against shares 7/15,
 # 5/15, 3/15 (TV 2/15 = 0.133 when each generator serves one mode).
 NPGAN_SEEDS = (0, 1, 2)
 MAX_OFF_MANIFOLD = 0.001  # paper 000, Table 1: NPGAN 0.000 with 3 generators
