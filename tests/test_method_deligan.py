@@ -34,7 +34,10 @@ def test_components_are_not_tied_to_batch_rows():
     samples, _ = model.generate(noise)
     reversed_noise = {k: v[::-1] for k, v in noise.items()}
     reversed_samples, _ = model.generate(reversed_noise)
-    np.testing.assert_allclose(samples.numpy(), reversed_samples.numpy()[::-1], rtol=1e-6)
+    # A row's place in the batch may change the matmul kernel's summation order by a few float32
+    # ulps (measured: 1.2e-6 relative, one element of 14, once in three suite runs); a component
+    # tied to a row would move the sample by far more.
+    np.testing.assert_allclose(samples.numpy(), reversed_samples.numpy()[::-1], rtol=1e-5, atol=1e-7)
 
 
 def test_sigma_regulariser_matches_hand_value():
