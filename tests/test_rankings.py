@@ -26,8 +26,9 @@ STEPS = 2500
 # at a constant rate the same seeds met the off-manifold and TV bounds too (TV <= 0.038) but
 # measured 5-NN 0.886 / 0.841 / 0.886 / 0.855: each generator's samples narrower than its mode. At
 # a constant rate and 2000 steps 6 of 8 seeds met the off-manifold and TV bounds (seed 5 lost a
-# mode, TV 0.197; seed 6 made 1.3% outliers). MGAN seeds 0-3: TV 0.130-0.139, its uniform generator choice against shares 7/15,
-# 5/15, 3/15 (TV 2/15 = 0.133 when each generator serves one mode).
+# mode, TV 0.197; seed 6 made 1.3% outliers). MGAN seeds 0-3: TV 0.130-0.139, its uniform
+# generator choice against shares 7/15, 5/15, 3/15 (TV 2/15 = 0.133 when each generator serves
+# one mode).
 NPGAN_SEEDS = (0, 1, 2)
 MAX_OFF_MANIFOLD = 0.001  # paper 000, Table 1: NPGAN 0.000 with 3 generators
 MAX_NPGAN_TV = 0.06
