@@ -120,9 +120,14 @@ def test_trains_with_mixed_precision_and_exports_float32(method, precision):
     out = sampler.from_seed(tf.constant([1, 2], tf.int64))
     assert out["samples"].dtype == tf.float32 and out["score"].dtype == tf.float32
     # The float32 copy carries the trained weights: it agrees with the mixed model up to rounding.
+    # A row whose uniform u lies within rounding of a boundary of its routing probabilities picks
+    # another generator in float32 (megan: 1 row of 64 in one suite run, 0.54 apart), so rows are
+    # compared where both copies chose the same generator, and the choices must nearly all agree.
     noise = model.sample_noise(64, tf.constant([5, 5], tf.int64))
-    np.testing.assert_allclose(sampler.model.generate(noise)[0].numpy(), model.generate(noise)[0].numpy(),
-                               atol=0.1, rtol=0.05)
+    (exported, exported_index), (mixed, mixed_index) = sampler.model.generate(noise), model.generate(noise)
+    same = exported_index.numpy() == mixed_index.numpy()
+    assert same.sum() >= 60, f"generator choices differ on {np.sum(~same)} of 64 rows"
+    np.testing.assert_allclose(exported.numpy()[same], mixed.numpy()[same], atol=0.1, rtol=0.05)
 
 
 @pytest.mark.parametrize("method", METHODS)
