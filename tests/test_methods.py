@@ -92,11 +92,13 @@ def _assert_replicas_draw_their_rows_of_the_global_noise(model, strategy):
 def test_train_step_compiles_with_xla_several_steps_per_execution(method):
     """The TPU path's requirements on CPU: XLA-compiled steps, several per execution, bfloat16.
 
-    One critic update per step: critic updates are unrolled in Python (the base's loop and
-    MIX+GAN-plus's own alike), so a second adds the same ops again and nothing XLA could refuse,
-    while XLA's compile time, most of this test's, grows with the graph (weighted_prior: 7.4 s
-    with one update, 11.3 s with two)."""
-    options = {**tiny_options(method), "precision": "mixed_bfloat16", "d_steps": 1}
+    One critic update per step and one hidden layer per network: critic updates and layers are
+    unrolled in Python (the base's loop and MIX+GAN-plus's own alike), so more of them add the same
+    ops again and nothing XLA could refuse, while XLA's compile time, most of this test's, grows
+    with the graph (weighted_prior: 7.4 s with one update, 11.3 s with two; gan, npgan, mixgan
+    and hmog: 4.1-6.9 s with one hidden layer, 5.1-12.9 s with two)."""
+    options = {**tiny_options(method), "precision": "mixed_bfloat16", "d_steps": 1, "generator_units": (16,),
+               "discriminator_units": (32,)}
     model = build_model(method, options, jit_compile=True, steps_per_execution=2)
     assert model.generators.compute_dtype == "bfloat16"
     history = model.fit(toy_batches((2,)), steps_per_epoch=4, epochs=1, verbose=0)
