@@ -95,6 +95,14 @@ class InterruptAfter(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated preemption")
 
 
+class StopBeforeTheFirstStep(keras.callbacks.Callback):
+    """Records where a (resumed) fit starts, then stops it before its first step is traced."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.g_iterations = epoch, int(self.model.g_optimizer.iterations.numpy())
+        raise KeyboardInterrupt("stopped before the first step")
+
+
 def state(model):
     """Every number a resumed run must reproduce: weights and both optimizers' slots and steps."""
     return [v.numpy() for v in [*model.variables, *model.d_optimizer.variables, *model.g_optimizer.variables]]
@@ -249,6 +257,13 @@ HALF = {
 }
 
 
+# The corruptions of the newest backup differ only in what ``restore`` meets, so all but one stop
+# once the run has restored (before a step is traced); "flipped-byte" trains on to the end, as
+# test_kill_during_a_backup_write_falls_back_to_the_previous_backup does from a real kill.
+RESTORE_ONLY = {"empty-meta", "half-meta", "weights-without-meta", "meta-without-weights", "truncated-weights",
+                "meta-epoch-lies"}
+
+
 @pytest.mark.parametrize("case", list(HALF), ids=list(HALF))
 def test_a_corrupt_backup_falls_back_or_starts_fresh_and_never_overtrains(case, tmp_path, dataset, reference,
                                                                           interrupted, capsys):
@@ -259,6 +274,14 @@ def test_a_corrupt_backup_falls_back_or_starts_fresh_and_never_overtrains(case, 
         corrupt(out)
     for name in {"latest": ["epoch-000002"], "both": ["epoch-000001", "epoch-000002"]}.get(which, []):
         corrupt(out / T.BACKUP_DIR / name)
+    if case in RESTORE_ONLY:
+        stop = StopBeforeTheFirstStep()
+        with pytest.raises(KeyboardInterrupt, match="before the first step"):
+            T.train(SPEC, dataset, out, verbose=0, extra_callbacks=[stop])
+        assert warning in capsys.readouterr().err
+        assert (stop.epoch, stop.g_iterations) == (1, SPEC.epoch_steps), "resumes from the backup before"
+        assert backups(out) == ["epoch-000001"], "the unusable backup is removed"
+        return
     counter = CountEpochs()
     model, _ = T.train(SPEC, dataset, out, verbose=0, extra_callbacks=[counter])
     err = capsys.readouterr().err
