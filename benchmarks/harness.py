@@ -287,11 +287,13 @@ class Table:
     rankings: list = dataclasses.field(default_factory=list)  # the paper's orderings, see ``ranking``
 
 
-def ranking(claim, metric, pairs):
+def ranking(claim, metric, pairs, tie=False):
     """A paper's ordering of runs on ``metric``, for the report's verdict (``report.ranking_verdict``):
-    ``claim`` in words, ``pairs`` the (better, worse) run labels it implies. Plain lists and strings,
-    so a table read back from results.json keeps it."""
-    return {"claim": claim, "metric": metric, "pairs": [[better, worse] for better, worse in pairs]}
+    ``claim`` in words, ``pairs`` the (better, worse) run labels it implies. With ``tie`` the paper
+    measures each pair alike (the same figure within its spread), so no side is better: the claim
+    holds where neither run beats the other on every seed. Plain lists and strings, so a table read
+    back from results.json keeps it."""
+    return {"claim": claim, "metric": metric, "pairs": [[better, worse] for better, worse in pairs], "tie": tie}
 
 
 def best_of(best, others):

@@ -6,10 +6,11 @@ import dataclasses
 import numpy as np
 
 from tfgan_mix import metrics as M
-from tfgan_mix.benchmarks.harness import Run, Table, chain, note, number, ranking
+from tfgan_mix.benchmarks.harness import Run, Table, note, number, ranking
 from tfgan_mix.data import load_dataset
 
 DIGITS_PARTITIONS = 50  # k of the stacked_digits runs (the paper's Stacked MNIST runs: 200)
+DIGITS_LABELS = ("PGMGAN stacked_digits", "Partition GAN stacked_digits", "GAN stacked_digits (same nets)")
 
 
 def paper002(bench):
@@ -43,19 +44,18 @@ def paper002(bench):
     # lambda anneals to 0 by the run's last step (the method's default, section 5.4). Partition GAN
     # starts from its own preset, so it keeps PGMGAN's partitioner settings and only lambda differs
     # (the paper's ablation); the GAN baseline keeps just the shared network options.
-    digits_runs = (Run("PGMGAN stacked_digits", "pgmgan_grid25", generators=DIGITS_PARTITIONS),
-                   Run("Partition GAN stacked_digits", "partition_gan_grid25", generators=DIGITS_PARTITIONS),
-                   Run("GAN stacked_digits (same nets)", "pgmgan_grid25", method="gan", generators=1))
+    digits_runs = (Run(DIGITS_LABELS[0], "pgmgan_grid25", generators=DIGITS_PARTITIONS),
+                   Run(DIGITS_LABELS[1], "partition_gan_grid25", generators=DIGITS_PARTITIONS),
+                   Run(DIGITS_LABELS[2], "pgmgan_grid25", method="gan", generators=1))
     for run in digits_runs:
         run = dataclasses.replace(run, data="stacked_digits", options=digits_options, steps=bench.profile.digits_steps)
         bench.log(f"paper 002: {run.label}")
         rows.append(bench.evaluate(run, bench.profile.digits_seeds, digits_measure))
-    paper = {"PGMGAN stacked_digits": {"modes": 1000.0, "reverse_kl": 0.02},
-             "Partition GAN stacked_digits": {"modes": 1000.0, "reverse_kl": 0.02},
-             "GAN stacked_digits (same nets)": {"modes": 133.4, "reverse_kl": 2.97}}
+    paper = {DIGITS_LABELS[0]: {"modes": 1000.0, "reverse_kl": 0.02}, DIGITS_LABELS[1]: {"modes": 1000.0, "reverse_kl": 0.02},
+             DIGITS_LABELS[2]: {"modes": 133.4, "reverse_kl": 2.97}}
     return Table("paper002", "Paper 002: modes, high-quality rate and reverse KL (grid25, stacked_digits)",
                  [("modes", "modes", False), ("high_quality", "high-quality rate", False),
-                  ("reverse_kl", "reverse KL", True)], rows, paper, rankings=_rankings([r.label for r in digits_runs]), notes=[
+                  ("reverse_kl", "reverse KL", True)], rows, paper, rankings=rankings(), notes=[
                      note("paper002", "grid25"),
                      note("paper002", "stacked-digits", accuracy=classify.heldout_accuracy,
                           steps=bench.profile.digits_steps, partitions=DIGITS_PARTITIONS),
@@ -66,18 +66,25 @@ def paper002(bench):
                  ])
 
 
-def _rankings(digits_labels):
-    """Table 1 (Stacked MNIST), best first: PGMGAN, then Partition GAN (its lambda = 0 ablation), then
-    the GAN, in modes covered and in reverse KL."""
-    order = chain(list(digits_labels))
-    return [ranking("stacked_digits modes PGMGAN > Partition GAN > GAN", "modes", order),
-            ranking("stacked_digits reverse KL PGMGAN < Partition GAN < GAN", "reverse_kl", order)]
+def rankings(digits_labels=DIGITS_LABELS):
+    """Table 1 (Stacked MNIST): PGMGAN and Partition GAN (its lambda = 0 ablation) both recover
+    1000.0 +- 0.00 modes, at reverse KL 0.02 +- 0.003 and 0.02 +- 0.005: the table measures the two
+    alike (the guide's "substantial gap" of section 5.2 is in CIFAR-10's FID and IS, which this
+    offline stand-in has no counterpart for). The GAN is far behind both: 133.4 modes, 2.97."""
+    pgmgan, partition, gan = digits_labels
+    above_gan = [(pgmgan, gan), (partition, gan)]
+    return [ranking("stacked_digits modes, PGMGAN and Partition GAN alike (Table 1: 1000.0 each)", "modes",
+                    [(pgmgan, partition)], tie=True),
+            ranking("stacked_digits modes, PGMGAN and Partition GAN each above GAN", "modes", above_gan),
+            ranking("stacked_digits reverse KL, PGMGAN and Partition GAN alike (Table 1: 0.02 each)", "reverse_kl",
+                    [(pgmgan, partition)], tie=True),
+            ranking("stacked_digits reverse KL, PGMGAN and Partition GAN each below GAN", "reverse_kl", above_gan)]
 
 
 def _digits_note(rows, steps, partitioner_steps):
     """What the stacked_digits rows say about the guide, from their own training losses."""
     by_label = {r["label"]: r for r in rows}
-    pgm, ablation = by_label.get("PGMGAN stacked_digits"), by_label.get("Partition GAN stacked_digits")
+    pgm, ablation = by_label.get(DIGITS_LABELS[0]), by_label.get(DIGITS_LABELS[1])
     if not (pgm and ablation and pgm["losses"] and ablation["raw"].get("modes") and pgm["raw"].get("modes")):
         return note("paper002", "digits-not-finished")
     guide = float(np.mean([l.get("g_guide", np.nan) for l in pgm["losses"]]))

@@ -84,7 +84,8 @@ def ranking_verdict(table, ranking):
 
     Each (better, worse) pair holds when better's mean is on the metric's good side of worse's;
     it is "apart" when every seed of better beats every seed of worse, else the seeds overlap and
-    the order between the two is within their spread."""
+    the order between the two is within their spread. A tie (the paper measures the pair alike)
+    holds when the seeds overlap and fails when they are apart, whichever side is ahead."""
     lower_is_better = {metric: lower for metric, _, lower in table.columns}[ranking["metric"]]
     if lower_is_better is None:
         raise ValueError(f"{table.key}: a ranking on {ranking['metric']!r}, a column with no better side")
@@ -92,19 +93,21 @@ def ranking_verdict(table, ranking):
     missing = sorted({label for pair in ranking["pairs"] for label in pair if not values.get(label)})
     if missing:
         return note("report", "ranking-unmeasured", claim=ranking["claim"], missing=", ".join(missing))
+    tie = ranking.get("tie", False)  # rankings stored before ties existed are orderings
     sign = 1.0 if lower_is_better else -1.0  # compare as "lower is better"
     parts, failed = [], []
     for better, worse in ranking["pairs"]:
         b, w = (sign * np.asarray(values[label], float) for label in (better, worse))
-        holds = b.mean() < w.mean()
-        apart = b.max() < w.min() if holds else w.max() < b.min()
-        relation = ("<" if lower_is_better else ">") if holds else ("≥" if lower_is_better else "≤")
+        ahead = b.mean() < w.mean()
+        apart = b.max() < w.min() if ahead else w.max() < b.min()
+        holds = not apart if tie else ahead
+        relation = ("<" if lower_is_better else ">") if ahead else ("≥" if lower_is_better else "≤")
         text = (f"{better} {number(sign * b.mean())} {relation} {worse} {number(sign * w.mean())} "
                 f"({note('report', 'ranking-seeds-apart' if apart else 'ranking-seeds-overlap')})")
         parts.append(text)
         if not holds:
             failed.append(text)
-    key = "ranking-reversed" if failed else "ranking-holds"
+    key = ("tie-broken" if failed else "tie-holds") if tie else ("ranking-reversed" if failed else "ranking-holds")
     return note("report", key, claim=ranking["claim"], pairs="; ".join(parts),
                 failed="; ".join(failed), seeds=max(len(values[label]) for pair in ranking["pairs"] for label in pair))
 
@@ -203,7 +206,7 @@ def write_report(out_dir, profile, tables, speed_result, timings, runs):
                     minutes=runs[0]["minutes"], machine=machine)
     else:
         made = note("report", "made-by-runs", profile=profile.name, machine=machine, runs="; ".join(
-            f"`{r['command']}` ({', '.join(r['sections'])}) in {r['minutes']:.1f} minutes"
+            f"`{r['command']}` ({', '.join(r['sections']) or note('report', 'no-section')}) in {r['minutes']:.1f} minutes"
             + (f", finished {r['finished']}" if r.get("finished") else "") for r in runs))
     header = ["# BENCHMARKS", "", made + " " + note("report", "figures", results=f"{RESULTS_DIR}/{RESULTS_FILE}"), "",
               note("report", "evaluation"), ""]

@@ -15,6 +15,7 @@ import pytest
 from helpers import tiny_model, toy_batches
 
 from tfgan_mix.benchmarks import harness, run
+from tfgan_mix.benchmarks import paper002 as study_paper002
 from tfgan_mix.benchmarks import paper003 as study_paper003
 from tfgan_mix.benchmarks import paper004 as study_paper004
 from tfgan_mix.benchmarks import report as report_writer
@@ -236,6 +237,7 @@ def test_only_reruns_the_named_sections_and_keeps_the_rest(tmp_path, monkeypatch
     keys = run.SECTIONS[:-1]
     monkeypatch.setattr(run, "speed_section", lambda *a, **k: FAKE_SPEED)
     monkeypatch.setattr(run, "STUDIES", tuple(_fake_study(k, 1.0, ran) for k in keys))
+    monkeypatch.setattr(run, "RANKINGS", {})  # the fake tables have none of the papers' columns
     run.run_bench(str(tmp_path), quick=True, log=lambda m: None, command="first")
     first = json.loads((tmp_path / "benchmarks" / "results" / "results.json").read_text())
     assert ran == list(keys)
@@ -320,13 +322,60 @@ def test_ranking_verdict_follows_each_metric_direction_and_names_the_pairs_out_o
 
 def test_the_papers_tables_declare_the_rankings_the_papers_show():
     from tfgan_mix.benchmarks import paper000 as study_paper000
-    from tfgan_mix.benchmarks import paper002 as study_paper002
 
-    npgan = study_paper000._rankings()
+    npgan = study_paper000.rankings()
     assert len(npgan) == 6 and all(pair[0].startswith("NPGAN") for r in npgan for pair in r["pairs"])
     assert {r["metric"] for r in npgan} == {"off_manifold", "uncovered", "coverage_r95"}
-    digits = study_paper002._rankings(["P", "Q", "G"])
-    assert [r["pairs"] for r in digits] == [[["P", "Q"], ["Q", "G"]]] * 2
+    assert not any(r["tie"] for r in npgan)
+    # Table 1 gives PGMGAN and Partition GAN 1000.0 +- 0.00 modes and reverse KL 0.02 each: a tie,
+    # both far ahead of the GAN (133.4, 2.97).
+    digits = study_paper002.rankings(("P", "Q", "G"))
+    assert [(r["metric"], r["pairs"], r["tie"]) for r in digits] == [
+        ("modes", [["P", "Q"]], True), ("modes", [["P", "G"], ["Q", "G"]], False),
+        ("reverse_kl", [["P", "Q"]], True), ("reverse_kl", [["P", "G"], ["Q", "G"]], False)]
+
+
+def test_a_tie_holds_while_the_seeds_overlap_and_breaks_when_one_side_wins_every_seed():
+    rows = [{"label": "P", "raw": {"modes": [985.0, 991.0, 997.0]}},
+            {"label": "Q", "raw": {"modes": [990.0, 991.0, 993.0]}},
+            {"label": "G", "raw": {"modes": [700.0, 760.0, 820.0]}}]
+    table = harness.Table("t", "T", [("modes", "modes", False)], rows, {}, [])
+    holds = report_writer.ranking_verdict(table, harness.ranking("P and Q alike", "modes", [("P", "Q")], tie=True))
+    assert "tie holds" in holds and "P 991 ≤ Q 991.3 (the seeds overlap)" in holds
+    broken = report_writer.ranking_verdict(table, harness.ranking("P and G alike", "modes", [("P", "G")], tie=True))
+    assert "tie does not hold" in broken and "Apart: P 991 > G 760 (every seed in this order)" in broken
+    # A ranking stored before ties existed reads as an ordering.
+    stored = {k: v for k, v in harness.ranking("P beats Q", "modes", [("P", "Q")]).items() if k != "tie"}
+    assert "ranking does not hold" in report_writer.ranking_verdict(table, stored)
+
+
+def test_render_rewrites_the_report_with_the_rankings_the_code_states(tmp_path, capsys):
+    """``bench --render`` measures nothing: figures as stored, the papers' rankings from the code."""
+    rows = [{"label": label, "raw": {"modes": modes, "reverse_kl": kl}, "rejected": {}, "acceptance": []}
+            for label, modes, kl in zip(study_paper002.DIGITS_LABELS, ([985.0, 997.0], [990.0, 993.0], [700.0, 820.0]),
+                                        ([0.30, 0.34], [0.34, 0.36], [1.0, 1.2]))]
+    stale = harness.ranking("PGMGAN > Partition GAN", "modes", [study_paper002.DIGITS_LABELS[:2]])
+    table = harness.Table("paper002", "Paper 002", [("modes", "modes", False), ("reverse_kl", "reverse KL", True)],
+                          rows, {}, ["a stored note"], rankings=[stale])
+    timings = [{"run": rows[0]["label"], "seed": 0, "steps": 10, "seconds": 3.0}]
+    runs = [{"command": "first", "sections": ["paper002"], "minutes": 2.0, "finished": None}]
+    report_writer.write_report(str(tmp_path), harness.PROFILES["quick"], [table], FAKE_SPEED, timings, runs)
+    before = json.loads((tmp_path / "benchmarks" / "results" / "results.json").read_text())
+    assert "PGMGAN > Partition GAN" in (tmp_path / "BENCHMARKS.md").read_text()
+
+    code, err = _main(capsys, "bench", "--quick", "--render", "--out", str(tmp_path))
+    assert code == 0, err
+    after = json.loads((tmp_path / "benchmarks" / "results" / "results.json").read_text())
+    assert after["tables"][0]["rankings"] == study_paper002.rankings()
+    assert after["tables"][0]["rows"] == before["tables"][0]["rows"] and after["tables"][0]["notes"] == ["a stored note"]
+    assert after["speed"] == before["speed"] and after["timings"] == before["timings"]
+    assert [r["command"] for r in after["runs"]] == ["first", "tfgan-mix bench --quick --render"]
+    report = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "PGMGAN > Partition GAN" not in report and report.count("**The paper's tie holds**") == 2
+    assert report.count("**The paper's ranking holds**") == 2 and "(no section measured" in report
+    # It measures nothing, so it takes nothing that would.
+    code, err = _main(capsys, "bench", "--render", "--only", "paper002", "--out", str(tmp_path))
+    assert code == 2 and "--render measures nothing" in err
 
 
 def test_weak_seeds_are_named_and_good_runs_are_not():
