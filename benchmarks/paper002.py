@@ -38,7 +38,10 @@ def paper002(bench):
                       ("partitioner_blocks", 4), ("partitioner_layers", 2), ("partitioner_units", 64),
                       ("guide_average", True),  # the authors' image scale (the grid preset sums: pgmgan.py)
                       ("generator_units", (128,)),
-                      ("discriminator_units", (128,)), ("g_learning_rate", 2e-4), ("d_learning_rate", 2e-4))
+                      ("discriminator_units", (128,)), ("g_learning_rate", 2e-4), ("d_learning_rate", 2e-4),
+                      # The constant rate these runs were measured at (the grid presets decay theirs
+                      # since 2026-12-07: measured on grid25 only).
+                      ("learning_rate_decay", "constant"))
     if bench.profile.name == "quick":
         digits_options += (("pretext_steps", 3), ("partition_steps", 3))
     # lambda anneals to 0 by the run's last step (the method's default, section 5.4). Partition GAN

@@ -243,3 +243,20 @@ def test_rate_decay_options_are_checked_and_a_run_fills_in_its_length():
     given = TrainSpec(method="gan", data="gaussians3", steps=1234,
                       options={"learning_rate_decay": "linear", "learning_rate_decay_steps": 99})
     assert given.model_options(load_dataset("gaussians3"))["learning_rate_decay_steps"] == 99
+
+
+def test_every_preset_makes_a_valid_config_for_its_run():
+    """Each preset's options, as ``tfgan-mix train --preset`` turns them into the model's (a linear
+    rate decay takes the run's length), make a valid config of its method."""
+    from tfgan_mix.data import load_dataset
+    from tfgan_mix.training import presets
+    from tfgan_mix.training.train import TrainSpec
+
+    for name in presets.list_presets():
+        preset = presets.load(name)
+        spec = TrainSpec(method=preset["method"], data=preset["data"], steps=preset["steps"],
+                         num_generators=preset["generators"], options=preset["options"])
+        options = spec.model_options(load_dataset(preset["data"]))
+        config = tfgan_mix.get_method(preset["method"]).make_config(options)
+        if config.learning_rate_decay == "linear":
+            assert config.learning_rate_decay_steps == preset["steps"], name
