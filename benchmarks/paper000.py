@@ -6,7 +6,7 @@ import numpy as np
 
 from tfgan_mix import metrics as M
 from tfgan_mix.benchmarks.harness import Run, Table, best_of, note, number, ranking
-from tfgan_mix.benchmarks.served import served_measure
+from tfgan_mix.benchmarks.served import PAPER000_SCHEDULE, served_measure
 
 METHODS = [("npgan", "NPGAN"), ("mgan", "MGAN"), ("dmwgan_pl", "DMWGAN-PL"), ("deligan", "DeLiGAN")]
 # Paper 000's Table 1: gaussians3 off-manifold rate (2, 3 generators), parabolas uncovered share (2, 3).
@@ -30,7 +30,7 @@ def paper000(bench):
         for data, metric, column in (("gaussians3", "off_manifold", 0), ("parabolas", "uncovered", 2)):
             for k in (2, 3):
                 label = f"{name} {k}Gen {data}"
-                run = Run(label, f"{method}_gaussians3", data=data, generators=k)
+                run = Run(label, f"{method}_gaussians3", data=data, generators=k, options=PAPER000_SCHEDULE)
                 bench.log(f"paper 000: {label}")
                 rows.append(bench.evaluate(run, bench.profile.seeds, measures[data]))
                 paper_rows[label] = {metric: PAPER[name][column + k - 2]}
