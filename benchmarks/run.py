@@ -5,15 +5,12 @@ Sections, in report order: the studies (``STUDIES``: the papers' toy tables, pap
 the served-sample targets) and ``speed``. ``--quick`` is the smoke profile (minutes: it checks the
 pipeline, its figures are not results); the full profile is what BENCHMARKS.md on main comes from.
 """
+import inspect
 import os
 import shutil
 import tempfile
 import time
 
-from tfgan_mix.benchmarks import paper000 as study000
-from tfgan_mix.benchmarks import paper001 as study001
-from tfgan_mix.benchmarks import paper002 as study002
-from tfgan_mix.benchmarks import paper003 as study003
 from tfgan_mix.benchmarks.harness import PROFILES, Bench, Table
 from tfgan_mix.benchmarks.paper000 import paper000
 from tfgan_mix.benchmarks.paper001 import paper001
@@ -27,10 +24,11 @@ from tfgan_mix.benchmarks.speed import speed_section
 STUDIES = (paper000, paper003, paper002, paper004, paper001,
            served_gaussians3, served_grid25, served_ring8, served_gaussians5, served_own_data)
 SECTIONS = tuple(study.__name__ for study in STUDIES) + ("speed",)
-# The papers' orderings each study checks. They are claims about a paper, not measurements, so a
-# table read back from results.json takes them from here: a corrected claim needs no retraining.
-RANKINGS = {"paper000": study000.rankings, "paper001": study001.rankings, "paper002": study002.rankings,
-            "paper003": study003.rankings}
+# The papers' orderings, from each study module's ``rankings()``. They are claims about a paper,
+# not measurements, so a table read back from results.json takes them from here: a corrected
+# claim needs no retraining.
+RANKINGS = {study.__name__: inspect.getmodule(study).rankings for study in STUDIES
+            if hasattr(inspect.getmodule(study), "rankings")}
 
 
 def run_bench(out_dir, quick=False, work_dir=None, only=None, log=print, command="tfgan-mix bench", resume=False):
@@ -56,9 +54,7 @@ def run_bench(out_dir, quick=False, work_dir=None, only=None, log=print, command
         tables = [study(bench) if study.__name__ in selected else old_tables[study.__name__] for study in STUDIES
                   if study.__name__ in selected or study.__name__ in old_tables]
         timings = merged_timings(previous, [t for t in tables if t.key in selected], bench.timings)
-        runs = (previous["runs"] if previous else []) + [{
-            "command": command, "sections": selected, "minutes": (time.perf_counter() - start) / 60,
-            "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}]
+        runs = (previous["runs"] if previous else []) + [_run_record(command, selected, start)]
         return write_report(out_dir, profile, tables, speed_result, timings, runs)
     finally:
         if own_work:
@@ -70,8 +66,7 @@ def render_report(out_dir, quick=False, command="tfgan-mix bench --render"):
     figure and note as stored, the papers' rankings as ``RANKINGS`` states them now."""
     profile = PROFILES["quick" if quick else "full"]
     previous = previous_results(out_dir, profile, SECTIONS)
-    runs = previous["runs"] + [{"command": command, "sections": [], "minutes": 0.0,
-                                "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}]
+    runs = previous["runs"] + [_run_record(command, [], time.perf_counter())]
     tables = [stored_table(t) for t in previous["tables"]]
     return write_report(out_dir, profile, tables, previous["speed"], previous["timings"], runs)
 
@@ -82,3 +77,9 @@ def stored_table(stored):
     if table.key in RANKINGS:
         table.rankings = RANKINGS[table.key]()
     return table
+
+
+def _run_record(command, sections, start):
+    """The report's entry for one bench invocation that began at ``start`` (``perf_counter``)."""
+    return {"command": command, "sections": sections, "minutes": (time.perf_counter() - start) / 60,
+            "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
