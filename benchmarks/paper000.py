@@ -6,7 +6,7 @@ import numpy as np
 
 from tfgan_mix import metrics as M
 from tfgan_mix.benchmarks.harness import Run, Table, best_of, note, number, ranking
-from tfgan_mix.benchmarks.served import PAPER000_SCHEDULE, served_measure
+from tfgan_mix.benchmarks.served import PAPER000_SCHEDULE, data_shares, served_measure
 
 METHODS = [("npgan", "NPGAN"), ("mgan", "MGAN"), ("dmwgan_pl", "DMWGAN-PL"), ("deligan", "DeLiGAN")]
 # Paper 000's Table 1: gaussians3 off-manifold rate (2, 3 generators), parabolas uncovered share (2, 3).
@@ -38,12 +38,14 @@ def paper000(bench):
                  [("off_manifold", "off-manifold rate", True), ("modes", "modes covered (of 3)", False),
                   ("mode_tv", "mode-share TV", True), ("uncovered", "uncovered share", True),
                   ("coverage_r95", "95% coverage radius", True)],
-                 rows, paper_rows, rankings=rankings(), notes=[
+                 rows, paper_rows, rankings=rankings(), notes=[text for text in (
                      note("paper000", "metrics", epsilon=M.PAPER_COVERAGE_EPSILON, samples=bench.profile.samples),
                      _dropped_modes_note(rows, len(gauss.centres), bench.profile.seeds),
+                     _equal_shares_note(rows, data_shares(gauss)),
                      _coverage_note(rows),
-                     note("paper000", "presets", seeds=list(bench.profile.seeds)),
-                 ])
+                     note("paper000", "presets", seeds=list(bench.profile.seeds),
+                          schedule=dict(PAPER000_SCHEDULE)["learning_rate_decay"]),
+                 ) if text])
 
 
 def rankings():
@@ -74,6 +76,21 @@ def _dropped_modes_note(rows, num_modes, seeds):
     if not dropped:
         return note("paper000", "every-mode-drawn", num_modes=num_modes)
     return note("paper000", "dropped-modes", seeds="; ".join(dropped))
+
+
+def _equal_shares_note(rows, shares, within=0.01):
+    """Name the gaussians3 runs whose generators each keep one mode at a fixed equal share: their
+    mode-share TV sits at that of equal shares against the data's (section 4.1 names the fixed,
+    equal generator probability as MGAN's and DeLiGAN's failure; here it costs shares, not a trail
+    of off-manifold points). None when no run sits there."""
+    equal_tv = M.total_variation(np.full(len(shares), 1 / len(shares)), np.asarray(shares))
+    at_equal = [f"{row['label']} {number(np.mean(row['raw']['mode_tv']))}" for row in rows
+                if f" {len(shares)}Gen gaussians3" in row["label"] and row["raw"].get("mode_tv")
+                and abs(np.mean(row["raw"]["mode_tv"]) - equal_tv) <= within]
+    if not at_equal:
+        return None
+    return note("paper000", "equal-shares", runs="; ".join(at_equal), equal_tv=number(equal_tv),
+                shares="/".join(f"{s:.2f}" for s in shares), num_modes=len(shares))
 
 
 def _coverage_note(rows):

@@ -418,8 +418,23 @@ def test_paper000_names_the_seeds_that_drew_fewer_modes():
     assert "drew all 3 modes" in study_paper000._dropped_modes_note(rows[2:], 3, (0,))
 
 
-def test_paper003_runs_train_at_the_papers_rate_and_the_presets_under_their_own_labels():
-    bench = harness.Bench(harness.PROFILES["full"], "unused")
+def test_paper000_names_the_runs_that_keep_one_mode_per_generator_at_equal_shares():
+    from tfgan_mix.benchmarks import paper000 as study_paper000
+
+    shares = [7 / 15, 5 / 15, 3 / 15]  # equal thirds against these: TV 2/15
+    rows = [{"label": "real", "reference": True, "raw": {"mode_tv": [0.0]}},
+            {"label": "MGAN 3Gen gaussians3", "raw": {"mode_tv": [0.132, 0.134, 0.1342]}},
+            {"label": "NPGAN 3Gen gaussians3", "raw": {"mode_tv": [0.005, 0.2, 0.005]}},
+            {"label": "DeLiGAN 2Gen gaussians3", "raw": {"mode_tv": [0.1333]}},
+            {"label": "DeLiGAN 3Gen parabolas", "raw": {"uncovered": [0.9]}}]
+    note = study_paper000._equal_shares_note(rows, shares)
+    assert "sits at 0.1333" in note and "MGAN 3Gen gaussians3 0.1334" in note
+    assert "NPGAN" not in note and "DeLiGAN 2Gen" not in note  # far from equal shares; not 3 generators
+    assert study_paper000._equal_shares_note(rows[2:3], shares) is None
+
+
+def test_paper003_runs_train_at_the_papers_rate_and_the_presets_under_their_own_labels(tmp_path):
+    bench = harness.Bench(harness.PROFILES["full"], str(tmp_path))
     paper_runs, preset_runs = study_paper003.rate_runs()
     for paper_run in paper_runs:
         options = bench.spec(paper_run, 0).options
