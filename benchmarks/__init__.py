@@ -3,8 +3,9 @@ exports, serves and samples).
 
 * ``harness``: profiles, runs, the ``Bench`` that trains and evaluates them, a study's ``Table``,
   and ``note`` (the prose in ``notes/``);
-* one module per study: ``paper000`` ... ``paper004`` (the papers' toy tables, each trained run
-  evaluated on its raw samples and on what its exported sampler accepts), ``served`` (the
+* one module per study: ``paper000`` (with ``paper000_parabolas``, Table 1's other half) ...
+  ``paper004`` (the papers' toy tables, each trained run evaluated on its raw samples and on what
+  its exported sampler accepts), ``served`` (the
   served-sample targets, through the exported ONNX file and SavedModel), ``speed`` (with
   ``flops``, which counts a traced step's FLOPs);
 * ``report``: BENCHMARKS.md, the plots and ``results.json``, and the merge of an ``--only`` run;

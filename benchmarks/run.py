@@ -13,6 +13,7 @@ import time
 
 from tfgan_mix.benchmarks.harness import PROFILES, Bench, Table
 from tfgan_mix.benchmarks.paper000 import paper000
+from tfgan_mix.benchmarks.paper000_parabolas import paper000_parabolas
 from tfgan_mix.benchmarks.paper001 import paper001
 from tfgan_mix.benchmarks.paper002 import paper002
 from tfgan_mix.benchmarks.paper003 import paper003
@@ -21,7 +22,7 @@ from tfgan_mix.benchmarks.report import merged_timings, previous_results, write_
 from tfgan_mix.benchmarks.served import served_gaussians3, served_gaussians5, served_grid25, served_own_data, served_ring8
 from tfgan_mix.benchmarks.speed import speed_section
 
-STUDIES = (paper000, paper003, paper002, paper004, paper001,
+STUDIES = (paper000, paper000_parabolas, paper003, paper002, paper004, paper001,
            served_gaussians3, served_grid25, served_ring8, served_gaussians5, served_own_data)
 SECTIONS = tuple(study.__name__ for study in STUDIES) + ("speed",)
 # The papers' orderings, from each study module's ``rankings()``. They are claims about a paper,

@@ -163,7 +163,7 @@ def _served_table(bench, key, title, runs, reference, targets, columns=SERVED_CO
 # Paper 000's four methods on one schedule: every rate decays linearly to 0 over the run, as the
 # npgan_gaussians3 preset's does; the baselines' presets keep a constant rate. The schedule alone
 # moved MGAN's raw off-manifold rate (3 generators, seeds 0/1) from 0.0039 / 0.1151 to 0.0001 /
-# 0.00005 (README, paper 000), so a comparison across schedules would rank the schedules.
+# 0.00005 (docs/FINDINGS.md, paper 000), so a comparison across schedules would rank the schedules.
 PAPER000_SCHEDULE = (("learning_rate_decay", "linear"),)
 
 

@@ -22,7 +22,7 @@ from tfgan_mix.benchmarks import report as report_writer
 from tfgan_mix.benchmarks import served as served_studies
 from tfgan_mix.benchmarks.speed import _StepClock
 
-TABLE_TITLES = ("Paper 000, Table 1", "Paper 003", "Paper 002", "Paper 004", "Paper 001")
+TABLE_TITLES = ("Paper 000, Table 1 (gaussians3)", "Paper 000, Table 1 (parabolas)", "Paper 003", "Paper 002", "Paper 004", "Paper 001")
 SAMPLING_PATHS = ("Keras (tf.function)", "SavedModel signature", "onnxruntime", "REST server", "gRPC server")
 
 
@@ -102,12 +102,13 @@ def test_quick_bench_writes_every_table_and_measurement(tmp_path):
             if not row.get("reference"):
                 assert row["rule"] and 0.0 < row["acceptance"][0] <= 1.0, row["label"]
                 assert row["losses"] and "g_loss" in row["losses"][0], row["label"]
-    paper000 = next(t for t in results["tables"] if t["key"] == "paper000")
-    trained = [row for row in paper000["rows"] if not row.get("reference")]
-    assert len(trained) == 16  # 4 methods x 2 datasets x 2 and 3 generators
-    assert {row["label"] for row in paper000["rows"] if row.get("reference")} == {
-        "real data, gaussians3 (reference: a second draw)", "real data, parabolas (reference: a second draw)"}
-    assert all("coverage_r95" in row["raw"] for row in trained if "parabolas" in row["label"])
+    for key, data in (("paper000", "gaussians3"), ("paper000_parabolas", "parabolas")):
+        table = next(t for t in results["tables"] if t["key"] == key)
+        trained = [row for row in table["rows"] if not row.get("reference")]
+        assert len(trained) == 8 and all(data in row["label"] for row in trained)  # 4 methods x 2 and 3 generators
+        assert [row["label"] for row in table["rows"] if row.get("reference")] == [
+            f"real data, {data} (reference: a second draw)"]
+        assert all(("coverage_r95" in row["raw"]) == (data == "parabolas") for row in trained)
     for key in ("paper003", "paper004", "paper001"):  # a second real draw: each metric's floor
         table = next(t for t in results["tables"] if t["key"] == key)
         assert table["rows"][0]["reference"] and set(table["rows"][0]["raw"]) == {c[0] for c in table["columns"]}
@@ -322,11 +323,13 @@ def test_ranking_verdict_follows_each_metric_direction_and_names_the_pairs_out_o
 
 def test_the_papers_tables_declare_the_rankings_the_papers_show():
     from tfgan_mix.benchmarks import paper000 as study_paper000
+    from tfgan_mix.benchmarks import paper000_parabolas as study_paper000_parabolas
 
-    npgan = study_paper000.rankings()
-    assert len(npgan) == 6 and all(pair[0].startswith("NPGAN") for r in npgan for pair in r["pairs"])
-    assert {r["metric"] for r in npgan} == {"off_manifold", "uncovered", "coverage_r95"}
-    assert not any(r["tie"] for r in npgan)
+    gaussians, parabolas = study_paper000.rankings(), study_paper000_parabolas.rankings()
+    for found, metrics in ((gaussians, {"off_manifold"}), (parabolas, {"uncovered", "coverage_r95"})):
+        assert len(found) == 2 * len(metrics) and {r["metric"] for r in found} == metrics
+        assert all(pair[0].startswith("NPGAN") and len(r["pairs"]) == 3 for r in found for pair in r["pairs"])
+        assert not any(r["tie"] for r in found)
     # Table 1 gives PGMGAN and Partition GAN 1000.0 +- 0.00 modes and reverse KL 0.02 each: a tie,
     # both far ahead of the GAN (133.4, 2.97).
     digits = study_paper002.rankings(("P", "Q", "G"))

@@ -441,8 +441,9 @@ def _parser():
     p.add_argument("--resume", action="store_true",
                    help="reuse the runs (and exports) a stopped bench finished in --work with the same settings")
     p.add_argument("--only", metavar="SECTIONS",
-                   help="comma-separated sections to rerun (paper000, paper003, paper002, paper004, paper001, speed), "
-                        "replacing them in the report already in --out")
+                   help="comma-separated sections to rerun (a paper's table such as paper000, a served target such as "
+                        "served_grid25, or speed; an unknown name is refused with the list), replacing them in the "
+                        "report already in --out")
     p.add_argument("--render", action="store_true",
                    help="measure nothing: rewrite the report in --out from its results.json, with the papers' "
                         "rankings as the code states them now")
