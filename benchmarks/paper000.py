@@ -52,6 +52,7 @@ def paper000(bench):
                      note("paper000", "metrics-gaussians3"),
                      _dropped_modes_note(rows, len(gauss.centres), bench.profile.seeds),
                      _equal_shares_note(rows, data_shares(gauss)),
+                     _schedule_note(rows, bench.profile.samples),
                      presets_note(bench),
                  ) if text])
 
@@ -76,6 +77,20 @@ def _dropped_modes_note(rows, num_modes, seeds):
     if not dropped:
         return note("paper000", "every-mode-drawn", num_modes=num_modes)
     return note("paper000", "dropped-modes", seeds="; ".join(dropped))
+
+
+def _schedule_note(rows, samples, k=3):
+    """When a baseline with ``k`` generators is below NPGAN's off-manifold rate: how far every row is
+    below the paper's baselines, in samples of ``samples``, and what the constant rate gave. None
+    when NPGAN is lowest."""
+    means = {row["label"].split(" ")[0]: float(np.mean(row["raw"]["off_manifold"])) for row in rows
+             if f" {k}Gen gaussians3" in row["label"] and row["raw"].get("off_manifold")}
+    if "NPGAN" not in means or means["NPGAN"] <= min(means.values()):
+        return None
+    paper_best = min(PAPER[name][PAPER_COLUMN["gaussians3"] + k - 2] for name in PAPER if name != "NPGAN")
+    counts = ", ".join(f"{name} {round(rate * samples)}" for name, rate in means.items())
+    return note("paper000", "schedule-reversal", k=k, worst=number(max(means.values())), paper_best=number(paper_best),
+                samples=samples, counts=counts)
 
 
 def _equal_shares_note(rows, shares, within=0.01):

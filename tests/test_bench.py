@@ -436,6 +436,19 @@ def test_paper000_names_the_runs_that_keep_one_mode_per_generator_at_equal_share
     assert study_paper000._equal_shares_note(rows[2:3], shares) is None
 
 
+def test_paper000_says_when_a_baseline_is_below_npgan_and_by_how_many_samples():
+    from tfgan_mix.benchmarks import paper000 as study_paper000
+
+    rows = [{"label": f"{name} 3Gen gaussians3", "raw": {"off_manifold": rates}} for name, rates in
+            (("NPGAN", [0.0005, 0.0015, 0.0004]), ("MGAN", [0.0002] * 3), ("DeLiGAN", [0.0014] * 3))]
+    rows.append({"label": "MGAN 2Gen gaussians3", "raw": {"off_manifold": [0.0]}})  # not a 3-generator row
+    note = study_paper000._schedule_note(rows, 20000)
+    assert "at or below 0.0014" in note and "NPGAN 16, MGAN 4, DeLiGAN 28" in note
+    assert "0.0260" in note  # DMWGAN-PL's 3-generator figure, the paper's best baseline
+    rows[0]["raw"]["off_manifold"] = [0.0001] * 3
+    assert study_paper000._schedule_note(rows, 20000) is None
+
+
 def test_paper003_runs_train_at_the_papers_rate_and_the_presets_under_their_own_labels(tmp_path):
     bench = harness.Bench(harness.PROFILES["full"], str(tmp_path))
     paper_runs, preset_runs = study_paper003.rate_runs()
