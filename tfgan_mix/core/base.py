@@ -195,7 +195,7 @@ class MixtureGAN(keras.Model):
     blended_generators = False
     # Outlier-rejection rules of the exported sampler (export/rules.py), by name; methods add their own.
     rejection_rules = ("none", "manifold", "discriminator", "drs", "router", "truncation")
-    default_rejection = "manifold"  # measured against the others in README, "Choosing the rejection rule"
+    default_rejection = "manifold"  # measured against the others in README, "Outlier rejection"
     # Optimizers a method's ``compile`` adds to d_optimizer and g_optimizer (attribute and keyword
     # name, e.g. "np_optimizer"): serialised with the compile config and restored with the model.
     extra_optimizers = ()
@@ -568,7 +568,7 @@ def rate_schedule(learning_rate, config, updates_per_step=1):
     """``learning_rate``, or with ``learning_rate_decay="linear"`` Keras' ``PolynomialDecay`` from it
     to 0 over the config's ``learning_rate_decay_steps`` train steps (``updates_per_step`` optimizer
     updates each). Ending at a rate of 0 settles players whose updates circle an equilibrium
-    instead of converging to it (README, "The demo's default run")."""
+    instead of converging to it (docs/FINDINGS.md, "The demo's default run")."""
     if config.learning_rate_decay == "constant":
         return learning_rate
     steps = int(config.learning_rate_decay_steps) * int(updates_per_step)

@@ -30,7 +30,7 @@ HMoG's preset takes 5e-4 for 3000. Measured in one 9000-step ``fit`` (XLA, the b
 manifold and between 3 and 5 modes, ending at 73%; at 1e-4 every seed covered all 5 modes at every
 check, seeds 1 and 2 falling steadily to 0.22 and 0.19 off the manifold and seed 0 swinging
 between 0.26 and 0.47, ending at 0.40. A weight average, 2e-4, or the authors' toy loss
-(non-saturating, one critic step: it drops two modes) did not do better (README, paper 004).
+(non-saturating, one critic step: it drops two modes) did not do better (docs/FINDINGS.md, paper 004).
 
 The generator reported for a sample is the leaf with the largest gate value (its "responsibility").
 Every sample blends all leaves, so the exported sampler keeps the shares of data regions, not of
