@@ -35,6 +35,7 @@ def table1_rows(bench, data, metric, measure):
 
 
 def presets_note(bench):
+    """The note on the runs' presets, seeds and shared schedule, under both halves of Table 1."""
     return note("paper000", "presets", seeds=list(bench.profile.seeds),
                 schedule=dict(PAPER000_SCHEDULE)["learning_rate_decay"])
 

@@ -38,8 +38,9 @@ def rankings():
     for k in (2, 3):
         def label(name):
             return f"{name} {k}Gen parabolas"
-        for metric, words in (("uncovered", "the lowest uncovered share"),
-                              ("coverage_r95", "the smallest 95% coverage radius (our measure for Table 1's coverage)")):
+        for metric, words in (
+                ("uncovered", "the lowest uncovered share"),
+                ("coverage_r95", "the smallest 95% coverage radius (our measure for Table 1's coverage)")):
             found.append(ranking(f"NPGAN has {words} of the four methods with {k} generators (parabolas)", metric,
                                  best_of(label("NPGAN"), [label(o) for o in others])))
     return found

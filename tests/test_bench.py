@@ -22,7 +22,8 @@ from tfgan_mix.benchmarks import report as report_writer
 from tfgan_mix.benchmarks import served as served_studies
 from tfgan_mix.benchmarks.speed import _StepClock
 
-TABLE_TITLES = ("Paper 000, Table 1 (gaussians3)", "Paper 000, Table 1 (parabolas)", "Paper 003", "Paper 002", "Paper 004", "Paper 001")
+TABLE_TITLES = ("Paper 000, Table 1 (gaussians3)", "Paper 000, Table 1 (parabolas)",
+                "Paper 003", "Paper 002", "Paper 004", "Paper 001")
 SAMPLING_PATHS = ("Keras (tf.function)", "SavedModel signature", "onnxruntime", "REST server", "gRPC server")
 
 
