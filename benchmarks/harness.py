@@ -99,6 +99,7 @@ class Bench:
         self.resume = resume  # reuse runs (and their exports) already finished in work_dir
         self.timings = []  # {run, seed, steps, seconds} per trained run
         self._datasets = {}
+        self._finished = {}  # a spec's JSON -> the run folder this bench trained or loaded it in
 
     def dataset(self, name, seed=0):
         if (name, seed) not in self._datasets:
@@ -106,14 +107,26 @@ class Bench:
         return self._datasets[name, seed]
 
     def train(self, run, seed):
-        """Train ``run`` for ``seed`` in ``run_dir``; with ``resume``, a run already finished there
-        with the same spec (its ``RUN_RECORD``) is loaded instead of retrained."""
+        """Train ``run`` for ``seed`` in ``run_dir``. A spec this bench already trained, under any
+        label (paper 000's 3-generator runs are served gaussians3's), is copied there instead, its
+        training time counted once; with ``resume``, a run already finished there with the same
+        spec (its ``RUN_RECORD``) is loaded instead of retrained."""
         spec = self.spec(run, seed)
         steps = spec.steps
         out = self.run_dir(run, seed)
-        record = _finished_run(out, spec) if self.resume else None
+        key = json.dumps(_plain(spec), sort_keys=True)
+        source = self._finished.get(key)
+        record = _finished_run(out, spec) if self.resume or source == out else None
+        if record is None:  # whatever ``out`` held is replaced below
+            self._finished = {k: folder for k, folder in self._finished.items() if folder != out}
+        if record is None and source is not None:  # trained by this bench under another label
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.copytree(source, out, ignore=shutil.ignore_patterns("exported"))
+            self.log(f"  copied {run.label} (seed {seed}) from {source}, the same spec")
+            return runs.load_run(out), _finished_run(out, spec)["losses"]
         if record is not None:
             self._record_time(run, seed, steps, record["seconds"])
+            self._finished.setdefault(key, out)
             self.log(f"  reused {run.label} (seed {seed}) from {out}")
             return runs.load_run(out), record["losses"]
         shutil.rmtree(out, ignore_errors=True)
@@ -125,6 +138,7 @@ class Bench:
         # One epoch per run, so these are the loss terms averaged over the whole run.
         losses = {k: float(v[-1]) for k, v in history.history.items() if k != "learning_rate" and v}
         runs.write_json(os.path.join(out, RUN_RECORD), {"spec": _plain(spec), "seconds": seconds, "losses": losses})
+        self._finished[key] = out
         return model, losses
 
     def _record_time(self, run, seed, steps, seconds):

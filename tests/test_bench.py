@@ -512,6 +512,23 @@ def test_resume_reuses_a_finished_run_with_the_same_spec_only(tmp_path):
     assert logs[-1].startswith("  trained tiny gan (seed 0, 3 steps)")
 
 
+def test_one_bench_trains_a_spec_once_whatever_the_sections_call_it(tmp_path):
+    logs = []
+    bench = harness.Bench(harness.PROFILES["quick"], str(tmp_path), logs.append)  # no --resume
+    run = harness.Run("tiny gan", "gan_gaussians3", steps=2)
+    _, losses = bench.train(run, seed=0)
+    bench.train(run, seed=0)  # the same label in a second section: loaded, not retrained
+    assert logs[-1].startswith("  reused tiny gan (seed 0)")
+    model, copied = bench.train(dataclasses.replace(run, label="tiny gan, served"), seed=0)
+    assert logs[-1].startswith("  copied tiny gan, served (seed 0)") and copied == losses
+    assert (tmp_path / "tiny_gan,_served-seed0" / "model.keras").exists() and model.method_name == "gan"
+    assert [t["run"] for t in bench.timings] == ["tiny gan"], "a spec's training time counts once"
+    bench.train(dataclasses.replace(run, steps=3), seed=0)  # another spec trains, over the first
+    assert logs[-1].startswith("  trained tiny gan (seed 0, 3 steps)")
+    bench.train(run, seed=0)  # its folder no longer holds the 2-step run: trained again, not loaded stale
+    assert logs[-1].startswith("  trained tiny gan (seed 0, 2 steps)")
+
+
 def test_a_new_work_folder_is_made_before_any_study_writes_into_it(tmp_path):
     work = tmp_path / "new" / "work"
     bench = harness.Bench(harness.PROFILES["quick"], str(work))
