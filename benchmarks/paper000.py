@@ -80,12 +80,17 @@ def _dropped_modes_note(rows, num_modes, seeds):
     return note("paper000", "dropped-modes", seeds="; ".join(dropped))
 
 
+def _seed_means(rows, k, metric):
+    """{label: mean over seeds of the raw ``metric``} of the gaussians3 runs with ``k`` generators."""
+    return {row["label"]: float(np.mean(row["raw"][metric])) for row in rows
+            if f" {k}Gen gaussians3" in row["label"] and row["raw"].get(metric)}
+
+
 def _schedule_note(rows, samples, k=3):
     """When a baseline with ``k`` generators is below NPGAN's off-manifold rate: how far every row is
     below the paper's baselines, in samples of ``samples``, and what the constant rate gave. None
     when NPGAN is lowest."""
-    means = {row["label"].split(" ")[0]: float(np.mean(row["raw"]["off_manifold"])) for row in rows
-             if f" {k}Gen gaussians3" in row["label"] and row["raw"].get("off_manifold")}
+    means = {label.split(" ")[0]: rate for label, rate in _seed_means(rows, k, "off_manifold").items()}
     if "NPGAN" not in means or means["NPGAN"] <= min(means.values()):
         return None
     paper_best = min(PAPER[name][PAPER_COLUMN["gaussians3"] + k - 2] for name in PAPER if name != "NPGAN")
@@ -100,9 +105,8 @@ def _equal_shares_note(rows, shares, within=0.01):
     equal generator probability as MGAN's and DeLiGAN's failure; here it costs shares, not a trail
     of off-manifold points). None when no run sits there."""
     equal_tv = M.total_variation(np.full(len(shares), 1 / len(shares)), np.asarray(shares))
-    at_equal = [f"{row['label']} {number(np.mean(row['raw']['mode_tv']))}" for row in rows
-                if f" {len(shares)}Gen gaussians3" in row["label"] and row["raw"].get("mode_tv")
-                and abs(np.mean(row["raw"]["mode_tv"]) - equal_tv) <= within]
+    at_equal = [f"{label} {number(tv)}" for label, tv in _seed_means(rows, len(shares), "mode_tv").items()
+                if abs(tv - equal_tv) <= within]
     if not at_equal:
         return None
     return note("paper000", "equal-shares", runs="; ".join(at_equal), equal_tv=number(equal_tv),
